@@ -99,12 +99,14 @@ internal abstract class LoadRun
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(o.WarmupSeconds))).ConfigureAwait(false);
         }
 
+        var allocated0 = GC.GetTotalAllocatedBytes(precise: true);
         var t0 = Stopwatch.GetTimestamp();
         var (ops0, sent0, recv0) = (Sum(_ops), Sum(_bytesSent), Sum(_bytesReceived));
         Console.Error.WriteLine($"{result.Mode}: measuring for up to {o.DurationSeconds:0.###} s");
         await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(o.DurationSeconds))).ConfigureAwait(false);
         var t1 = Stopwatch.GetTimestamp();
         var (ops1, sent1, recv1) = (Sum(_ops), Sum(_bytesSent), Sum(_bytesReceived));
+        result.AllocatedBytes = GC.GetTotalAllocatedBytes(precise: true) - allocated0;
         _stopping = true;
 
         // Closing the sockets ends every pending read or write; the sessions see _stopping and exit quietly.

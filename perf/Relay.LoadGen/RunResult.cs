@@ -32,6 +32,9 @@ internal sealed class RunResult
 
     public long Errors { get; set; }
 
+    /// <summary>Bytes this process allocated during the measured window (all threads).</summary>
+    public long? AllocatedBytes { get; set; }
+
     public long ConnectFailures { get; set; }
 
     /// <summary>Latencies in nanoseconds; null when the mode measures none.</summary>
@@ -80,6 +83,11 @@ internal sealed class RunResult
             WriteMicros(w, "p999_us", PercentileMicros(99.9));
             WriteMicros(w, "max_us", Latency is { TotalCount: > 0 } h ? h.GetMaxValue() / 1000.0 : null);
             WriteMicros(w, "mean_us", Latency is { TotalCount: > 0 } m ? m.GetMean() / 1000.0 : null);
+            if (AllocatedBytes is not null)
+            {
+                w.WriteNumber("allocated_bytes", AllocatedBytes.Value);
+            }
+
             w.WriteNumber("errors", Errors);
             w.WriteNumber("connect_failures", ConnectFailures);
             if (Opened is not null)
