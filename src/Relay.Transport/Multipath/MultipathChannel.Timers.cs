@@ -1,0 +1,189 @@
+using System.Buffers.Binary;
+using Relay.Transport.Framing;
+
+namespace Relay.Transport.Multipath;
+
+public sealed partial class MultipathChannel
+{
+    private async Task TimerLoopAsync()
+    {
+        var token = _shutdown.Token;
+        using var timer = new PeriodicTimer(_options.TickInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
+            {
+                if (_closed)
+                {
+                    continue;
+                }
+
+                OnTick();
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+        catch (Exception ex)
+        {
+            Log.TimerLoopFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>One tick: flush a lingering batch, retransmit on timeout, probe, detect dead paths, NACK, ack.</summary>
+    internal void OnTick()
+    {
+        var now = NowTicks;
+        double nackDelayMs;
+        lock (_sendLock)
+        {
+            if (_batchLength > 0 && now - _batchStartTicks >= MsToTicks(_options.FlushDelay.TotalMilliseconds))
+            {
+                TryFlushLocked();
+            }
+
+            var rtoMs = RtoMsLocked();
+            for (var id = _ackedBase; id < _nextBlockId; id++)
+            {
+                var block = _sent[(int)(id % _sent.Length)];
+                if (block.Id == id && block.InFlight &&
+                    ElapsedMs(block.LastSentTicks, now) > Math.Min(rtoMs * (1 << Math.Min(block.Retries, 6)), _options.MaxRto.TotalMilliseconds))
+                {
+                    RepairLocked(block, now);
+                }
+            }
+
+            ProbeLocked(now);
+            nackDelayMs = Math.Max(1.0, 1.25 * SmoothedRttMsLocked());
+        }
+
+        Span<byte> nack = stackalloc byte[_options.MaxDatagramBytes - WireFormat.OverheadBytes];
+        Span<byte> ack = stackalloc byte[AckPayloadBytes];
+        int nackLength;
+        bool sendAck;
+        lock (_recvLock)
+        {
+            nackLength = BuildNackLocked(nack, now, MsToTicks(nackDelayMs));
+            sendAck = _highestSeen >= 0 &&
+                (_ackPending || _lastAdvertisedWindow != _deliverBase + _received.Length || ElapsedMs(_lastAckTicks, now) >= 20);
+            if (sendAck)
+            {
+                BuildAckLocked(ack);
+            }
+        }
+
+        if (nackLength > 0 || sendAck)
+        {
+            lock (_sendLock)
+            {
+                var path = BestPathLocked();
+                if (sendAck)
+                {
+                    SendControlLocked(path, PacketType.Ack, ack);
+                }
+
+                if (nackLength > 0)
+                {
+                    SendControlLocked(path, PacketType.Nack, nack[..nackLength]);
+                }
+            }
+        }
+
+        if (sendAck)
+        {
+            _windowSignal.Set();
+        }
+    }
+
+    private void ProbeLocked(long now)
+    {
+        var probeTicks = MsToTicks(_options.ProbeInterval.TotalMilliseconds);
+        Span<byte> probe = stackalloc byte[12];
+        foreach (var path in _paths)
+        {
+            if (path.Alive && path.ProbesSinceAck >= 2)
+            {
+                var silentMs = ElapsedMs(Math.Max(path.LastProbeAckTicks, path.LastProbeSentTicks - (path.ProbesSinceAck * probeTicks)), now);
+                var deadAfterMs = Math.Max(_options.DeadAfter.TotalMilliseconds, 3 * path.SrttMs);
+                if (path.LastProbeAckTicks != 0 ? ElapsedMs(path.LastProbeAckTicks, now) > deadAfterMs : path.ProbesSinceAck * _options.ProbeInterval.TotalMilliseconds > deadAfterMs)
+                {
+                    path.Alive = false;
+                    path.ConsecutiveAcks = 0;
+                    Log.PathDead(_logger, path.Index, silentMs);
+                }
+            }
+
+            if (now - path.LastProbeSentTicks >= probeTicks || path.LastProbeSentTicks == 0)
+            {
+                BinaryPrimitives.WriteUInt32BigEndian(probe, path.NextProbeId++);
+                BinaryPrimitives.WriteInt64BigEndian(probe[4..], now);
+                SendControlLocked(path, PacketType.Probe, probe);
+                path.LastProbeSentTicks = now;
+                path.ProbesSinceAck++;
+            }
+        }
+    }
+
+    /// <summary>
+    /// NACK entries for incomplete blocks quiet for the NACK delay, and (with k = 0) for blocks below
+    /// the highest seen of which nothing arrived.
+    /// </summary>
+    private int BuildNackLocked(Span<byte> destination, long now, long nackDelayTicks)
+    {
+        var length = 0;
+        var end = Math.Min(_highestSeen, _deliverBase + _received.Length - 1);
+        for (var id = _cumulative; id <= end; id++)
+        {
+            var block = _received[(int)(id % _received.Length)];
+            if (block.Id == id && block.Decoded)
+            {
+                continue;
+            }
+
+            if (block.Id != id)
+            {
+                if (id == _highestSeen)
+                {
+                    continue;
+                }
+
+                ReleaseReceived(block);
+                block.Id = id;
+                block.K = 0;
+                block.LastShardTicks = now;
+                block.LastNackTicks = 0;
+            }
+
+            if (now - block.LastShardTicks < nackDelayTicks || now - block.LastNackTicks < nackDelayTicks)
+            {
+                continue;
+            }
+
+            int k = block.K, m = block.K == 0 ? 0 : block.M;
+            var bitmapBytes = (k + m + 7) / 8;
+            if (length + 6 + bitmapBytes > destination.Length)
+            {
+                break;
+            }
+
+            BinaryPrimitives.WriteUInt32BigEndian(destination[length..], (uint)id);
+            destination[length + 4] = (byte)k;
+            destination[length + 5] = (byte)m;
+            var bitmap = destination.Slice(length + 6, bitmapBytes);
+            bitmap.Clear();
+            for (var i = 0; i < k + m; i++)
+            {
+                if (block.Present[i])
+                {
+                    bitmap[i >> 3] |= (byte)(1 << (i & 7));
+                }
+            }
+
+            length += 6 + bitmapBytes;
+            block.LastNackTicks = now;
+        }
+
+        return length;
+    }
+}

@@ -1,0 +1,23 @@
+namespace Relay.Transport.Sockets;
+
+/// <summary>
+/// One path's datagram endpoint: a connected-style UDP socket (or, in tests, an in-memory link end).
+/// The channel owns it and disposes it.
+/// </summary>
+public interface IDatagramSocket : IDisposable
+{
+    /// <summary>Sends one datagram to the path's remote end. Failures are swallowed and counted by the caller.</summary>
+    public bool Send(ReadOnlySpan<byte> datagram);
+
+    /// <summary>
+    /// Sends <paramref name="count"/> datagrams of <paramref name="segmentBytes"/> each (the last may be
+    /// shorter), laid end to end in <paramref name="datagrams"/>; with UDP GSO in one system call.
+    /// </summary>
+    public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentBytes, int count);
+
+    /// <summary>Receives into <paramref name="buffer"/>; returns the byte count, or 0 once the socket is closed.</summary>
+    public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>True when a receive may return several datagrams of one segment size coalesced (UDP GRO).</summary>
+    public bool ReceivesCoalesced { get; }
+}
