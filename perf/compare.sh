@@ -87,6 +87,7 @@ mem_sessions=5000
 p_redis=$((port_base + 0)); p_iperf=$((port_base + 1)); p_echo=$((port_base + 2))
 p_ha_redis=$((port_base + 10)); p_ha_iperf=$((port_base + 11)); p_ha_echo=$((port_base + 12)); p_ha_mem=$((port_base + 13))
 p_rl_redis=$((port_base + 15)); p_rl_iperf=$((port_base + 16)); p_rl_echo=$((port_base + 17)); p_rl_mem=$((port_base + 18))
+p_rl_admin=$((port_base + 19)); p_rl_mem_admin=$((port_base + 14))
 
 # ---------------------------------------------------------------- processes and cleanup
 work="$(mktemp -d /tmp/relay-compare.XXXXXX)"
@@ -197,7 +198,7 @@ read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { e
 if [[ $((port_base + 19)) -ge $eph_lo && $port_base -le $eph_hi ]]; then
     log "warning: ports $port_base-$((port_base + 19)) overlap the ephemeral range $eph_lo-$eph_hi; a listener may find its port taken by an outgoing connection"
 fi
-for port in $p_redis $p_iperf $p_echo $p_ha_redis $p_ha_iperf $p_ha_echo $p_ha_mem $p_rl_redis $p_rl_iperf $p_rl_echo $p_rl_mem; do
+for port in $p_redis $p_iperf $p_echo $p_ha_redis $p_ha_iperf $p_ha_echo $p_ha_mem $p_rl_redis $p_rl_iperf $p_rl_echo $p_rl_mem $p_rl_admin $p_rl_mem_admin; do
     listening "$port" && die "port $port is already in use on this machine; pick another --port-base"
 done
 
@@ -258,15 +259,20 @@ start_haproxy() {
     done
 }
 
-# start_relay NAME then pairs: starts it on the proxy CPU; sets started_pid; returns 1 (with relay_state) on failure.
+# start_relay NAME ADMINPORT then pairs: starts it on the proxy CPU; sets started_pid; returns 1 (with relay_state) on failure.
 start_relay() {
-    local name="$1"; shift
+    local name="$1" admin_port="$2"; shift 2
     local args=()
     local pairs=("$@")
     while [[ $# -gt 0 ]]; do args+=(--route "127.0.0.1:$1=127.0.0.1:$2"); shift 2; done
     if [[ ! -x "$relay_bin" ]]; then
         [[ "$relay_state" == "not tried" ]] && relay_state="not found at $relay_bin"
         return 1
+    fi
+    # Each instance gets its own admin port in our range (the default 9901 may be taken, and two
+    # instances run at once), when this relay has the flag.
+    if "$relay_bin" --help 2>/dev/null | grep -q -- '--admin '; then
+        args+=(--admin "127.0.0.1:$admin_port")
     fi
     env "${relay_env[@]+"${relay_env[@]}"}" $(on_cpu $proxy_cpu) "$relay_bin" "${args[@]}" >"$work/$name.log" 2>&1 &
     started_pid=$!; pids+=("$started_pid")
@@ -294,7 +300,7 @@ haproxy_pid=$started_pid
 variants=(direct haproxy)
 if [[ $skip_relay -eq 1 ]]; then
     relay_state="skipped (--skip-relay)"
-elif [[ "$relay_state" == "not tried" ]] && start_relay relay "$p_rl_redis" "$p_redis" "$p_rl_iperf" "$p_iperf" "$p_rl_echo" "$p_echo"; then
+elif [[ "$relay_state" == "not tried" ]] && start_relay relay "$p_rl_admin" "$p_rl_redis" "$p_redis" "$p_rl_iperf" "$p_iperf" "$p_rl_echo" "$p_echo"; then
     relay_pid=$started_pid
     variants+=(relay)
     log "relay started (pid $relay_pid${relay_env[*]+, env ${relay_env[*]}})"
@@ -427,7 +433,7 @@ if group memory; then
     run_memory haproxy "$p_ha_mem" "$ha_mem_pid"
     stop "$ha_mem_pid"
     if [[ " ${variants[*]} " == *" relay "* ]]; then
-        if start_relay relay-mem "$p_rl_mem" "$p_echo"; then
+        if start_relay relay-mem "$p_rl_mem_admin" "$p_rl_mem" "$p_echo"; then
             rl_mem_pid=$started_pid
             sleep 2
             run_memory relay "$p_rl_mem" "$rl_mem_pid"
