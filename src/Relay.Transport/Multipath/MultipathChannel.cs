@@ -55,6 +55,10 @@ public sealed partial class MultipathChannel : IAsyncDisposable
         for (var i = 0; i < _paths.Length; i++)
         {
             _paths[i] = new PathState(i, sockets[i]);
+            if (options.UseGso && sockets[i] is UdpDatagramSocket udp)
+            {
+                udp.TryEnableGso(options.MaxDatagramBytes);
+            }
         }
 
         _sealer = new PacketProtector(options.Aead, keys.Send(isClient));

@@ -57,6 +57,12 @@ public sealed class MultipathChannelOptions
     /// <remarks>Pacing rate per path in bytes per second; 0 paces nothing. Defaults to 0.</remarks>
     public long PathRateBytesPerSecond { get; set; }
 
+    /// <remarks>
+    /// Turn on Linux UDP GSO (UDP_SEGMENT) on <see cref="Sockets.UdpDatagramSocket"/> paths so that a
+    /// block's shards for one path leave in one system call; ignored where unsupported. Defaults to false.
+    /// </remarks>
+    public bool UseGso { get; set; }
+
     /// <remarks>LZ4 on frame batches (kept only when smaller). Defaults to true.</remarks>
     public bool EnableCompression { get; set; } = true;
 
