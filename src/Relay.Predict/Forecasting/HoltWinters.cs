@@ -27,9 +27,16 @@ public sealed class HoltWinters
     private double _halfWidth;
     private double _meanAbsError;
     private long _scored;
+    private double _oneStepScale;
 
-    public HoltWinters(int seasonLength, double alpha, double beta, double gamma, int trackedHorizon = 1, double coverage = 0.8, double quantileStep = 0.05)
+    public HoltWinters(int seasonLength, double alpha, double beta, double gamma, int trackedHorizon = 1, double coverage = 0.8, double quantileStep = 0.05, double robustClip = double.PositiveInfinity)
     {
+        if (!(robustClip > 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(robustClip));
+        }
+
+        RobustClip = robustClip;
         ArgumentOutOfRangeException.ThrowIfLessThan(seasonLength, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(trackedHorizon, 1);
         if (!(alpha > 0 && alpha <= 1) || !(beta >= 0 && beta <= 1) || !(gamma >= 0 && gamma <= 1))
@@ -55,6 +62,12 @@ public sealed class HoltWinters
     }
 
     public int SeasonLength { get; }
+
+    /// <summary>Robust updating (Gelper, Fried and Croux, J. Forecasting 2010, in spirit): the
+    /// one-step error that drives the level, trend and season is clipped to ± this many running
+    /// mean absolute errors, so one spike neither shifts the level nor repeats every season.
+    /// Infinity (the default) is classic Holt-Winters.</summary>
+    public double RobustClip { get; }
 
     public double Alpha { get; }
 
@@ -117,6 +130,20 @@ public sealed class HoltWinters
         var seasonal = _season[_next];
         var predicted = _level + _trend + seasonal;
         var error = value - predicted;
+        if (double.IsFinite(RobustClip))
+        {
+            if (_count == m)
+            {
+                _oneStepScale = Math.Abs(error);
+            }
+
+            var limit = RobustClip * Math.Max(_oneStepScale, 1e-12);
+            var clipped = Math.Clamp(error, -limit, limit);
+            _oneStepScale += 0.05 * (Math.Abs(clipped) - _oneStepScale);
+            error = clipped;
+            value = predicted + error;
+        }
+
         _residualVariance = _count == m ? error * error : _residualVariance + (0.02 * ((error * error) - _residualVariance));
         var previous = _level;
         _level = (Alpha * (value - seasonal)) + ((1 - Alpha) * (_level + _trend));

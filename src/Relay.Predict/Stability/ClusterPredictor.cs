@@ -277,7 +277,7 @@ public sealed class ClusterPredictor
             ScoreOwn(s, nowSeconds, horizonSteps);
             if (s.Latency.Count >= 3)
             {
-                _scratch[withLatency++] = s.Latency.Level;
+                _scratch[withLatency++] = s.SlowLatency.Value;
             }
         }
 
@@ -295,7 +295,7 @@ public sealed class ClusterPredictor
             var s = _endpoints[i];
             if (!double.IsNaN(median) && s.Latency.Count >= 3 && s.HasHistory)
             {
-                var level = s.Latency.Level;
+                var level = s.SlowLatency.Value;
                 var ratio = level / Math.Max(median, 1e-6);
                 var excess = level - median;
                 s.Score.POutlier = excess > Options.OutlierMinExcessSeconds ? ForecastMath.Logistic((ratio - Options.OutlierRatio) / 0.2) : 0.0;

@@ -25,7 +25,14 @@ internal sealed class EndpointState
         Cpu = new Ewma(10.0);
         Memory = new Ewma(10.0);
         LatencyChange = new PageHinkley(0.005, 0.5);
+        SlowLatency = new Ewma(OutlierTauSeconds);
     }
+
+    /// <summary>Peer comparison uses a slower latency average than the trend so a transient
+    /// stall does not make an outlier; a gray failure persists (tuned on the tuning seeds).</summary>
+    public const double OutlierTauSeconds = 15.0;
+
+    public Ewma SlowLatency;
 
     public int Zone;
     public EndpointLimits Limits;
@@ -96,6 +103,7 @@ internal sealed class EndpointState
         {
             var mean = LatencySum / LatencyCount;
             Latency.Update(mean);
+            SlowLatency.Update(mean, now);
             LatencyChanged = LatencyChange.Update(mean);
         }
 

@@ -13,7 +13,7 @@ public static class PredictorDefaults
     public const double FlapWindowSeconds = 300.0;
     public const double MaxRestoreDwellSeconds = 600.0;
     public const double MaxEvacuatedShare = 0.34;
-    public const double OutlierRatio = 2.5;
+    public const double OutlierRatio = 3.0;
     public const double OutlierMinExcessSeconds = 0.05;
     public const double PauseLimitSeconds = 1.0;
     public const double ClockJumpSeconds = 5.0;
