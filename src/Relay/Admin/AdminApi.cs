@@ -1,0 +1,160 @@
+using Prometheus;
+using Relay.Clusters;
+using Relay.Diagnostics;
+using Relay.L4;
+
+namespace Relay.Admin;
+
+/// <summary>The admin REST API: read-only views of endpoints and sessions, health, readiness and metrics.</summary>
+internal static class AdminApi
+{
+    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, AdminToken token, ILogger logger)
+    {
+        // Health and readiness stay open so that a load balancer or an orchestrator can probe them
+        // without the token; everything else needs it.
+        app.Use(async (context, next) =>
+        {
+            var path = context.Request.Path;
+            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz"))
+            {
+                await next(context).ConfigureAwait(false);
+                return;
+            }
+
+            var header = context.Request.Headers.Authorization.ToString();
+            string? problem = null;
+            if (header.Length == 0)
+            {
+                problem = "no Authorization header";
+            }
+            else if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            {
+                problem = "Authorization is not a Bearer token";
+            }
+            else if (!token.Matches(header.AsSpan(7).Trim()))
+            {
+                problem = "wrong token";
+            }
+
+            if (problem is not null)
+            {
+                runtime.Metrics.AdminUnauthorized.Inc();
+                RelayLog.AdminUnauthorized(logger, context.Request.Method, path.ToString(), context.Connection.RemoteIpAddress?.ToString(), problem);
+                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+                await context.Response.WriteAsJsonAsync(new { error = $"unauthorized: {problem}" }).ConfigureAwait(false);
+                return;
+            }
+
+            await next(context).ConfigureAwait(false);
+        });
+
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/readyz", () =>
+        {
+            var problems = Readiness(runtime, listeners);
+            return problems.Count == 0
+                ? Results.Text("ready\n")
+                : Results.Text("not ready:\n" + string.Join("\n", problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+
+        app.MapGet("/api/routes", () =>
+        {
+            var bound = listeners.BoundAddresses;
+            return runtime.Snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new
+            {
+                name = r.Name,
+                listen = bound.TryGetValue(r.Name, out var address) ? address.ToString() : null,
+                cluster = r.Cluster,
+                maxSessions = r.MaxSessions,
+                maxSessionsPerClient = r.MaxSessionsPerClient,
+                idleTimeoutSeconds = r.IdleTimeout.TotalSeconds,
+                activeSessions = runtime.Sessions.Values.Count(s => s.RouteName == r.Name),
+            });
+        });
+
+        app.MapGet("/api/endpoints", () =>
+        {
+            var now = runtime.TimeProvider.GetTimestamp();
+            return runtime.Snapshot.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
+                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now)));
+        });
+
+        app.MapGet("/api/endpoints/{id}", (string id) =>
+        {
+            var endpoint = runtime.FindEndpoint(id);
+            return endpoint is null
+                ? Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound)
+                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp()));
+        });
+
+        app.MapGet("/api/sessions", (string? route, string? endpoint, int? limit) =>
+        {
+            var sessions = runtime.Sessions.Values
+                .Where(s => (route is null || s.RouteName == route) && (endpoint is null || s.Endpoint?.Id == endpoint))
+                .OrderBy(s => s.Id)
+                .Take(Math.Clamp(limit ?? 1000, 1, 100_000));
+            return sessions.Select(s => SessionView(s, runtime.TimeProvider));
+        });
+
+        app.MapGet("/api/sessions/{id:long}", (long id) => runtime.Sessions.TryGetValue(id, out var session)
+            ? Results.Json(SessionView(session, runtime.TimeProvider))
+            : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound));
+
+        app.MapMetrics("/metrics", runtime.Metrics.Registry);
+    }
+
+    internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners)
+    {
+        var problems = new List<string>();
+        var bound = listeners.BoundAddresses;
+        var snapshot = runtime.Snapshot;
+        var now = runtime.TimeProvider.GetTimestamp();
+        foreach (var route in snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal))
+        {
+            if (!bound.ContainsKey(route.Name))
+            {
+                problems.Add($"route {route.Name}: not listening");
+            }
+
+            if (snapshot.Clusters.TryGetValue(route.Cluster, out var cluster) && !cluster.Endpoints.Any(e => e.IsAvailable(now)))
+            {
+                problems.Add($"route {route.Name}: no healthy endpoint in cluster {cluster.Name}");
+            }
+        }
+
+        return problems;
+    }
+
+    private static object EndpointView(EndpointState e, long now) => new
+    {
+        id = e.Id,
+        cluster = e.ClusterName,
+        address = $"{e.Config.Address.Host}:{e.Config.Address.Port}",
+        region = e.Config.Region,
+        zone = e.Config.Zone,
+        health = e.Health(now) == EndpointHealth.Healthy ? "healthy" : "unhealthy",
+        probesPassing = e.ActiveHealthy,
+        ejected = e.IsEjected(now),
+        activeSessions = e.ActiveSessions,
+        totalSessions = e.TotalSessions,
+        connectFailures = e.ConnectFailures,
+        resets = e.Resets,
+        lastProbeAt = e.LastProbeAt,
+        lastProbeError = e.LastProbeError,
+    };
+
+    private static object SessionView(L4Session s, TimeProvider time) => new
+    {
+        id = s.Id,
+        route = s.RouteName,
+        client = s.ClientAddress?.ToString(),
+        endpoint = s.Endpoint?.Id,
+        upstream = s.Upstream?.RemoteEndPoint?.ToString(),
+        startedAt = s.StartedAt,
+        durationSeconds = time.GetElapsedTime(s.StartTimestamp).TotalSeconds,
+        idleSeconds = time.GetElapsedTime(s.LastActivityTimestamp).TotalSeconds,
+        bytesIn = s.BytesIn,
+        bytesOut = s.BytesOut,
+    };
+}

@@ -1,0 +1,94 @@
+using System.Net;
+
+namespace Relay.Configuration;
+
+/// <summary>Checks a whole configuration for contradictions; adds one message per problem.</summary>
+public static class ConfigValidator
+{
+    public static IReadOnlyList<string> Validate(RelayConfig config)
+    {
+        var errors = new List<string>();
+        Validate(config, errors);
+        return errors;
+    }
+
+    public static void Validate(RelayConfig config, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(errors);
+
+        if (config.Routes.IsEmpty)
+        {
+            errors.Add("routes: at least one route is required");
+        }
+
+        var listens = new Dictionary<IPEndPoint, string>();
+        foreach (var route in config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal))
+        {
+            var path = $"routes.{route.Name}";
+            if (!config.Clusters.TryGetValue(route.Cluster, out var cluster))
+            {
+                var known = config.Clusters.IsEmpty ? "none are defined" : "defined: " + string.Join(", ", config.Clusters.Keys.Order(StringComparer.Ordinal));
+                errors.Add($"{path}.cluster: cluster \"{route.Cluster}\" is not defined ({known})");
+            }
+            else if (cluster.Endpoints.IsEmpty)
+            {
+                errors.Add($"{path}.cluster: cluster \"{route.Cluster}\" has no endpoints");
+            }
+
+            if (route.Listen.Port != 0 && listens.TryGetValue(route.Listen, out var other))
+            {
+                errors.Add($"{path}.listen: {route.Listen} is already the listen address of routes.{other}");
+            }
+            else
+            {
+                listens[route.Listen] = route.Name;
+            }
+
+            if (config.Admin.Listen is { Port: not 0 } admin && admin.Equals(route.Listen))
+            {
+                errors.Add($"{path}.listen: {route.Listen} is also admin.listen");
+            }
+
+            if (route.MaxSessions != 0 && route.MaxSessionsPerClient > route.MaxSessions)
+            {
+                errors.Add($"{path}.maxSessionsPerClient: {route.MaxSessionsPerClient} is more than maxSessions ({route.MaxSessions})");
+            }
+        }
+
+        var endpointOwners = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var cluster in config.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal))
+        {
+            var path = $"clusters.{cluster.Name}";
+            var active = cluster.ActiveHealth;
+            if (active.Enabled && active.Timeout >= active.Interval)
+            {
+                errors.Add($"{path}.healthCheck.active.timeout: {DurationParser.Format(active.Timeout)} must be shorter than interval ({DurationParser.Format(active.Interval)})");
+            }
+
+            var addresses = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var endpoint in cluster.Endpoints.Values.OrderBy(e => e.Id, StringComparer.Ordinal))
+            {
+                var epath = $"{path}.endpoints.{endpoint.Id}";
+                if (endpointOwners.TryGetValue(endpoint.Id, out var owner))
+                {
+                    errors.Add($"{epath}: endpoint id \"{endpoint.Id}\" is also used in clusters.{owner}; endpoint ids must be unique");
+                }
+                else
+                {
+                    endpointOwners[endpoint.Id] = cluster.Name;
+                }
+
+                var key = $"{endpoint.Address.Host}:{endpoint.Address.Port}";
+                if (addresses.TryGetValue(key, out var twin))
+                {
+                    errors.Add($"{epath}.address: {key} is also the address of {path}.endpoints.{twin}");
+                }
+                else
+                {
+                    addresses[key] = endpoint.Id;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+using System.Collections.Immutable;
+using System.Net;
+
+namespace Relay.Configuration;
+
+/// <summary>An immutable, validated snapshot of the whole configuration (STYLE.md 4: sealed records).</summary>
+public sealed record RelayConfig
+{
+    public AdminConfig Admin { get; init; } = new();
+
+    public ShutdownConfig Shutdown { get; init; } = new();
+
+    public TransportTuning Tuning { get; init; } = new();
+
+    public ImmutableDictionary<string, RouteConfig> Routes { get; init; } = ImmutableDictionary<string, RouteConfig>.Empty;
+
+    public ImmutableDictionary<string, ClusterConfig> Clusters { get; init; } = ImmutableDictionary<string, ClusterConfig>.Empty;
+}
+
+public sealed record AdminConfig
+{
+    /// <summary>Where the admin API listens. Defaults to 127.0.0.1:9901; null disables it.</summary>
+    public IPEndPoint? Listen { get; init; } = new(IPAddress.Loopback, RelayDefaults.AdminPort);
+
+    /// <summary>A file whose first line is the bearer token.</summary>
+    public string? TokenFile { get; init; }
+
+    /// <summary>The environment variable holding the bearer token. Defaults to RELAY_ADMIN_TOKEN.</summary>
+    public string TokenEnvironmentVariable { get; init; } = RelayDefaults.AdminTokenEnvironmentVariable;
+}
+
+public sealed record ShutdownConfig
+{
+    /// <summary>How long a graceful shutdown waits for live sessions. Defaults to 30 s.</summary>
+    public TimeSpan DrainTimeout { get; init; } = RelayDefaults.DrainTimeout;
+}
+
+/// <summary>Socket and pipe tuning for L4 listeners and upstream legs. Read at start only.</summary>
+public sealed record TransportTuning
+{
+    /// <summary>Size of one pooled I/O block, the most one socket receive reads. Defaults to 64 KiB.</summary>
+    public int BlockBytes { get; init; } = RelayDefaults.BlockBytes;
+
+    /// <summary>Unsent bytes buffered per direction before the reading side is paused. Defaults to 256 KiB.</summary>
+    public int MaxBufferedBytes { get; init; } = RelayDefaults.MaxBufferedBytes;
+
+    /// <summary>Run pipe continuations inline on the socket thread. Defaults to true.</summary>
+    public bool InlineScheduling { get; init; } = true;
+}
+
+public enum LoadBalancingPolicy
+{
+    PowerOfTwoChoices,
+    RoundRobin,
+}
+
+public enum ProxyProtocolMode
+{
+    None,
+    V2,
+}
+
+public sealed record RouteConfig
+{
+    public required string Name { get; init; }
+
+    public required IPEndPoint Listen { get; init; }
+
+    public required string Cluster { get; init; }
+
+    /// <summary>Most concurrent sessions on this route; 0 means unlimited. Defaults to 10,000.</summary>
+    public int MaxSessions { get; init; } = RelayDefaults.MaxSessionsPerRoute;
+
+    /// <summary>Most concurrent sessions from one client IP address; 0 means unlimited. Defaults to 0.</summary>
+    public int MaxSessionsPerClient { get; init; }
+
+    /// <summary>A session with no bytes either way for this long is closed. Defaults to 5 min; zero disables.</summary>
+    public TimeSpan IdleTimeout { get; init; } = RelayDefaults.IdleTimeout;
+}
+
+public sealed record ClusterConfig
+{
+    public required string Name { get; init; }
+
+    public LoadBalancingPolicy LoadBalancing { get; init; } = LoadBalancingPolicy.PowerOfTwoChoices;
+
+    /// <summary>How long one upstream connect may take. Defaults to 3 s.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = RelayDefaults.ConnectTimeout;
+
+    /// <summary>Endpoints tried for one session before it fails. Defaults to 3 (capped at the endpoint count).</summary>
+    public int ConnectAttempts { get; init; } = RelayDefaults.ConnectAttempts;
+
+    public ProxyProtocolMode ProxyProtocol { get; init; } = ProxyProtocolMode.None;
+
+    public ActiveHealthConfig ActiveHealth { get; init; } = new();
+
+    public PassiveHealthConfig PassiveHealth { get; init; } = new();
+
+    public ImmutableDictionary<string, EndpointConfig> Endpoints { get; init; } = ImmutableDictionary<string, EndpointConfig>.Empty;
+}
+
+public sealed record EndpointConfig
+{
+    public required string Id { get; init; }
+
+    public required DnsEndPoint Address { get; init; }
+
+    public string? Region { get; init; }
+
+    public string? Zone { get; init; }
+}
+
+public sealed record ActiveHealthConfig
+{
+    public bool Enabled { get; init; } = true;
+
+    public TimeSpan Interval { get; init; } = RelayDefaults.ProbeInterval;
+
+    public TimeSpan Timeout { get; init; } = RelayDefaults.ProbeTimeout;
+
+    /// <summary>Consecutive successful probes that make an unhealthy endpoint healthy. Defaults to 2.</summary>
+    public int HealthyThreshold { get; init; } = 2;
+
+    /// <summary>Consecutive failed probes that make a healthy endpoint unhealthy. Defaults to 3.</summary>
+    public int UnhealthyThreshold { get; init; } = 3;
+}
+
+public sealed record PassiveHealthConfig
+{
+    public bool Enabled { get; init; } = true;
+
+    /// <summary>Consecutive connect failures or upstream resets that eject an endpoint. Defaults to 3.</summary>
+    public int FailureThreshold { get; init; } = 3;
+
+    /// <summary>How long an ejected endpoint gets no new sessions. Defaults to 10 s.</summary>
+    public TimeSpan EjectionTime { get; init; } = RelayDefaults.EjectionTime;
+}

@@ -1,0 +1,62 @@
+using Prometheus;
+
+namespace Relay.Diagnostics;
+
+/// <summary>
+/// The relay's Prometheus metrics, in a registry of its own so that several relays in one process
+/// (the functional tests) do not share counters. Byte counters are not touched per read: each
+/// session counts its own bytes, and the totals are summed when /metrics is scraped.
+/// </summary>
+public sealed class RelayMetrics
+{
+    public RelayMetrics()
+    {
+        Registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(Registry);
+        SessionsActive = factory.CreateGauge("relay_sessions_active", "Sessions open now.", "route");
+        SessionsTotal = factory.CreateCounter("relay_sessions_total", "Sessions accepted and connected upstream.", "route");
+        SessionsRejected = factory.CreateCounter("relay_sessions_rejected_total", "Client connections refused before a session started.", "route", "reason");
+        SessionsEnded = factory.CreateCounter("relay_sessions_ended_total", "Sessions ended, by reason.", "route", "reason");
+        Bytes = factory.CreateCounter("relay_bytes_total", "Bytes relayed: in = client to upstream, out = upstream to client.", "route", "direction");
+        ConnectFailures = factory.CreateCounter("relay_upstream_connect_failures_total", "Upstream connects that failed.", "cluster", "endpoint", "reason");
+        UpstreamResets = factory.CreateCounter("relay_upstream_resets_total", "Sessions ended by an upstream reset.", "cluster", "endpoint");
+        SessionDuration = factory.CreateHistogram("relay_session_duration_seconds", "Session duration.", new HistogramConfiguration
+        {
+            LabelNames = ["route"],
+            Buckets = Histogram.ExponentialBuckets(0.001, 4, 12),
+        });
+        EndpointHealthy = factory.CreateGauge("relay_endpoint_healthy", "1 when the endpoint takes new sessions, 0 otherwise.", "cluster", "endpoint");
+        EndpointSessions = factory.CreateGauge("relay_endpoint_sessions_active", "Sessions open now per endpoint.", "cluster", "endpoint");
+        HealthTransitions = factory.CreateCounter("relay_endpoint_health_transitions_total", "Endpoint health changes.", "cluster", "endpoint", "to");
+        ConfigReloads = factory.CreateCounter("relay_config_reloads_total", "Configuration reloads, by result.", "result");
+        AdminUnauthorized = factory.CreateCounter("relay_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.");
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    public Gauge SessionsActive { get; }
+
+    public Counter SessionsTotal { get; }
+
+    public Counter SessionsRejected { get; }
+
+    public Counter SessionsEnded { get; }
+
+    public Counter Bytes { get; }
+
+    public Counter ConnectFailures { get; }
+
+    public Counter UpstreamResets { get; }
+
+    public Histogram SessionDuration { get; }
+
+    public Gauge EndpointHealthy { get; }
+
+    public Gauge EndpointSessions { get; }
+
+    public Counter HealthTransitions { get; }
+
+    public Counter ConfigReloads { get; }
+
+    public Counter AdminUnauthorized { get; }
+}

@@ -1,0 +1,279 @@
+using System.Net;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Relay.Admin;
+using Relay.Clusters;
+using Relay.Configuration;
+using Relay.Diagnostics;
+using Relay.Health;
+using Relay.L4;
+
+namespace Relay.Hosting;
+
+/// <summary>
+/// The relay process minus its command line: config, runtime state, L4 listeners, health probes,
+/// idle sweeping, config reload and the admin API. Tests host it in-process.
+/// </summary>
+public sealed class RelayApp : IAsyncDisposable
+{
+    private readonly WebApplication _web;
+    private readonly RelayRuntime _runtime;
+    private readonly L4Handler _handler;
+    private readonly L4ListenerManager _listeners;
+    private readonly UpstreamConnector _connector;
+    private readonly ActiveHealthProber _prober;
+    private readonly AdminToken _token;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly string? _configPath;
+    private readonly List<Task> _background = [];
+    private bool _adminStarted;
+    private int _stopped;
+
+    private RelayApp(WebApplication web, RelayConfig config, AdminToken token, string? configPath, TimeProvider timeProvider)
+    {
+        _web = web;
+        _token = token;
+        _configPath = configPath;
+        var loggerFactory = web.Services.GetRequiredService<ILoggerFactory>();
+        _logger = loggerFactory.CreateLogger("Relay");
+        Metrics = new RelayMetrics();
+        _runtime = new RelayRuntime(config, Metrics, timeProvider, loggerFactory.CreateLogger<RelayRuntime>());
+        var poolFactory = new BlockMemoryPoolFactory(config.Tuning.BlockBytes, maxCachedBlocks: 256);
+        if (!poolFactory.TryAttach(new Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions(), out var problem))
+        {
+            RelayLog.MemoryPoolFallback(_logger, problem ?? "unknown");
+            poolFactory = null;
+        }
+
+        PoolFactory = poolFactory;
+        _connector = new UpstreamConnector(config.Tuning, poolFactory, loggerFactory.CreateLogger<UpstreamConnector>());
+        _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>());
+        _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
+        _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());
+        AdminApi.Map(web, _runtime, _listeners, token, _logger);
+    }
+
+    public RelayRuntime Runtime => _runtime;
+
+    public RelayMetrics Metrics { get; }
+
+    public AdminToken Token => _token;
+
+    internal BlockMemoryPoolFactory? PoolFactory { get; }
+
+    /// <summary>The admin API's base address once started, or null when it is disabled.</summary>
+    public Uri? AdminAddress { get; private set; }
+
+    public IReadOnlyDictionary<string, IPEndPoint> RouteAddresses => _listeners.BoundAddresses;
+
+    /// <summary>Builds a relay from a validated configuration. Fails with a clear message, never half-built.</summary>
+    public static RelayApp Create(RelayConfig config, RelayAppOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        options ??= new RelayAppOptions();
+        if (!AdminToken.TryResolve(config.Admin, out var token, out var tokenError))
+        {
+            throw new RelayStartException([tokenError!]);
+        }
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        if (options.ConfigureLogging is { } configureLogging)
+        {
+            configureLogging(builder.Logging);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss.fff ";
+            });
+            builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
+        }
+
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            if (config.Admin.Listen is { } admin)
+            {
+                kestrel.Listen(admin);
+            }
+        });
+        var web = builder.Build();
+        return new RelayApp(web, config, token!, options.ConfigPath, options.TimeProvider ?? TimeProvider.System);
+    }
+
+    /// <summary>Binds every route and the admin listener; on any failure stops what started and throws.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        var config = _runtime.Snapshot.Config;
+        var errors = new List<string>(await _listeners.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
+        if (errors.Count == 0 && config.Admin.Listen is not null)
+        {
+            try
+            {
+                await _web.StartAsync(cancellationToken).ConfigureAwait(false);
+                _adminStarted = true;
+                var address = _web.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
+                AdminAddress = address is null ? null : new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
+            }
+            catch (IOException ex)
+            {
+                errors.Add($"admin.listen: cannot listen on {config.Admin.Listen}: {(ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? "already in use" : ex.Message)}");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            await _listeners.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+            throw new RelayStartException(errors);
+        }
+
+        _prober.Start();
+        _background.Add(Task.Run(() => SweepIdleAsync(_stop.Token), CancellationToken.None));
+        if (_configPath is not null)
+        {
+            _background.Add(Task.Run(() => WatchConfigAsync(_configPath, _stop.Token), CancellationToken.None));
+        }
+
+        RelayLog.RelayStarted(_logger, config.Routes.Count, config.Clusters.Count, AdminAddress?.ToString() ?? "disabled");
+    }
+
+    /// <summary>Applies a new configuration as a reload would. Returns the problems; none means applied.</summary>
+    public async Task<IReadOnlyList<string>> ReloadAsync(RelayConfig config, CancellationToken cancellationToken = default)
+    {
+        var current = _runtime.Snapshot.Config;
+        _runtime.Apply(config);
+        var errors = await _listeners.ApplyAsync(config, cancellationToken).ConfigureAwait(false);
+        var notes = new List<string>(errors);
+        if (!Equals(current.Admin, config.Admin) || !Equals(current.Tuning, config.Tuning))
+        {
+            notes.Add("admin and tuning changes take effect at the next restart");
+        }
+
+        return notes;
+    }
+
+    /// <summary>Graceful stop: no new sessions, live ones get up to the drain timeout, then are aborted.</summary>
+    public async Task StopAsync(TimeSpan? drainTimeout = null)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1)
+        {
+            return;
+        }
+
+        var drain = drainTimeout ?? _runtime.Snapshot.Config.Shutdown.DrainTimeout;
+        _handler.BeginShutdown();
+        RelayLog.DrainStarted(_logger, drain.TotalSeconds, _runtime.Sessions.Count);
+        await _listeners.StopAsync(drain).ConfigureAwait(false);
+        RelayLog.DrainFinished(_logger, _runtime.Sessions.Count);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        foreach (var task in _background)
+        {
+            try
+            {
+                await task.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Background loops end by cancellation.
+            }
+        }
+
+        await _prober.DisposeAsync().ConfigureAwait(false);
+        if (_adminStarted)
+        {
+            await _web.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+        await _web.DisposeAsync().ConfigureAwait(false);
+        await _listeners.DisposeAsync().ConfigureAwait(false);
+        _connector.Dispose();
+        _token.DeleteGenerated();
+        _stop.Dispose();
+    }
+
+    private async Task SweepIdleAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var shortest = _runtime.Snapshot.Config.Routes.Values.Select(r => r.IdleTimeout).Where(t => t > TimeSpan.Zero).DefaultIfEmpty(TimeSpan.FromSeconds(4)).Min();
+            var tick = TimeSpan.FromMilliseconds(Math.Clamp(shortest.TotalMilliseconds / 4, 50, 1000));
+            await Task.Delay(tick, _runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+            _handler.SweepIdle();
+        }
+    }
+
+    private async Task WatchConfigAsync(string path, CancellationToken cancellationToken)
+    {
+        // Polling the file's size and time is simpler and sturdier than FileSystemWatcher, which misses
+        // the rename-over that editors and config management use; one stat a second costs nothing.
+        var last = Stamp(path);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), _runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+            var stamp = Stamp(path);
+            if (stamp == last)
+            {
+                continue;
+            }
+
+            // Let a writer finish before reading.
+            await Task.Delay(RelayDefaults.ReloadDebounce, _runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+            last = Stamp(path);
+            var result = ConfigLoader.LoadFile(path);
+            if (!result.IsValid)
+            {
+                Metrics.ConfigReloads.WithLabels("rejected").Inc();
+                RelayLog.ConfigReloadRejected(_logger, path, string.Concat(result.Errors.Select(e => "\n  " + e)));
+                continue;
+            }
+
+            var notes = await ReloadAsync(result.Config!, cancellationToken).ConfigureAwait(false);
+            Metrics.ConfigReloads.WithLabels(notes.Any(n => n.StartsWith("routes.", StringComparison.Ordinal)) ? "partial" : "applied").Inc();
+            RelayLog.ConfigReloaded(_logger, path, result.Config!.Routes.Count, result.Config.Clusters.Count);
+            foreach (var note in notes)
+            {
+                RelayLog.ConfigReloadRejected(_logger, path, "\n  " + note);
+            }
+        }
+    }
+
+    private static (long, DateTime) Stamp(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            return info.Exists ? (info.Length, info.LastWriteTimeUtc) : (-1, default);
+        }
+        catch (IOException)
+        {
+            return (-1, default);
+        }
+    }
+}
+
+public sealed class RelayAppOptions
+{
+    public string? ConfigPath { get; init; }
+
+    public TimeProvider? TimeProvider { get; init; }
+
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+}
+
+/// <summary>The relay could not start; every reason is listed.</summary>
+public sealed class RelayStartException(IReadOnlyList<string> errors) : Exception("relay could not start:\n  " + string.Join("\n  ", errors))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}

@@ -1,0 +1,337 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Relay.Clusters;
+using Relay.Configuration;
+using Relay.Diagnostics;
+
+namespace Relay.L4;
+
+/// <summary>
+/// The L4 data path: admits a client connection, connects it to an endpoint of the route's
+/// cluster (retrying the next endpoint when a connect fails), and pumps bytes both ways.
+/// </summary>
+public sealed class L4Handler
+{
+    private readonly RelayRuntime _runtime;
+    private readonly UpstreamConnector _connector;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, RouteCounters> _routeCounters = new(StringComparer.Ordinal);
+    private volatile bool _shuttingDown;
+
+    public L4Handler(RelayRuntime runtime, UpstreamConnector connector, ILogger<L4Handler> logger)
+    {
+        _runtime = runtime;
+        _connector = connector;
+        _logger = logger;
+    }
+
+    public void BeginShutdown() => _shuttingDown = true;
+
+    public int ActiveSessions(string route) => _routeCounters.TryGetValue(route, out var counters) ? Volatile.Read(ref counters.Active) : 0;
+
+    public async Task HandleAsync(ConnectionContext client, string routeName)
+    {
+        var snapshot = _runtime.Snapshot;
+        var metrics = _runtime.Metrics;
+        if (_shuttingDown || !snapshot.Config.Routes.TryGetValue(routeName, out var route))
+        {
+            Reject(client, routeName, _shuttingDown ? RelayError.Shutdown : RelayError.RouteRemoved);
+            return;
+        }
+
+        var counters = _routeCounters.GetOrAdd(routeName, static _ => new RouteCounters());
+        var clientIp = (client.RemoteEndPoint as IPEndPoint)?.Address;
+        if (!counters.TryAdmit(route, clientIp, out var limitError))
+        {
+            Reject(client, routeName, limitError);
+            return;
+        }
+
+        try
+        {
+            var cluster = snapshot.Clusters[route.Cluster];
+            var session = new L4Session(_runtime.NextSessionId(), routeName, client, _runtime.TimeProvider);
+            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, client.ConnectionClosed).ConfigureAwait(false);
+            if (upstream is null || endpoint is null)
+            {
+                Reject(client, routeName, failure);
+                return;
+            }
+
+            session.Upstream = upstream;
+            session.Endpoint = endpoint;
+            endpoint.SessionStarted();
+            _runtime.Sessions[session.Id] = session;
+            metrics.SessionsTotal.WithLabels(routeName).Inc();
+            metrics.SessionsActive.WithLabels(routeName).Inc();
+            RelayLog.SessionStarted(_logger, session.Id, routeName, client.RemoteEndPoint, endpoint.Id, upstream.RemoteEndPoint);
+            try
+            {
+                await using (upstream.ConfigureAwait(false))
+                {
+                    if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                    {
+                        await WriteProxyHeaderAsync(upstream.Transport.Output, client).ConfigureAwait(false);
+                    }
+
+                    var inbound = PumpAsync(session, client.Transport.Input, upstream.Transport.Output, inbound: true);
+                    var outbound = PumpAsync(session, upstream.Transport.Input, client.Transport.Output, inbound: false);
+                    await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                EndSession(session, cluster, endpoint);
+            }
+        }
+        finally
+        {
+            counters.Release(clientIp);
+        }
+    }
+
+    private async ValueTask<(ConnectionContext? Upstream, EndpointState? Endpoint, RelayError Failure)> ConnectAsync(
+        L4Session session, RouteConfig route, ClusterState cluster, CancellationToken clientClosed)
+    {
+        var attempts = Math.Min(cluster.Config.ConnectAttempts, Math.Max(1, cluster.Endpoints.Length));
+        var tried = new EndpointState?[attempts];
+        var failure = RelayError.NoHealthyEndpoint;
+        for (var attempt = 0; attempt < attempts; attempt++)
+        {
+            var endpoint = cluster.Pick(_runtime.TimeProvider.GetTimestamp(), tried);
+            if (endpoint is null)
+            {
+                break;
+            }
+
+            tried[attempt] = endpoint;
+            var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, clientClosed).ConfigureAwait(false);
+            if (result.Connection is not null)
+            {
+                endpoint.ConnectSucceeded();
+                return (result.Connection, endpoint, RelayError.None);
+            }
+
+            failure = result.Error;
+            var address = $"{endpoint.Config.Address.Host}:{endpoint.Config.Address.Port}";
+            RelayLog.UpstreamConnectFailed(_logger, endpoint.Id, address, route.Name, result.Error, result.Detail ?? "");
+            _runtime.Metrics.ConnectFailures.WithLabels(cluster.Name, endpoint.Id, result.Error.ToString()).Inc();
+            _runtime.ReportPassiveFailure(cluster, endpoint, isConnectFailure: true);
+        }
+
+        RelayLog.NoEndpointAvailable(_logger, route.Name, cluster.Name, session.ClientAddress, tried.Count(t => t is not null));
+        return (null, null, failure);
+    }
+
+    private static async ValueTask WriteProxyHeaderAsync(PipeWriter output, ConnectionContext client)
+    {
+        var span = output.GetSpan(ProxyProtocolV2.MaxHeaderBytes);
+        var written = ProxyProtocolV2.Write(span, client.RemoteEndPoint, client.LocalEndPoint);
+        output.Advance(written);
+        await output.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Copies one direction until its source ends or its destination goes away, then completes both
+    /// (Kestrel SocketConnection: each loop completes its pipe with the reason in finally). Counting
+    /// happens before the flush, so the counters are exact for every byte handed to the other side.
+    /// </summary>
+    private async Task PumpAsync(L4Session session, PipeReader reader, PipeWriter writer, bool inbound)
+    {
+        var reason = RelayError.None;
+        Exception? error = null;
+        var timeProvider = _runtime.TimeProvider;
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    (reason, error) = (inbound ? RelayError.ClientReset : RelayError.UpstreamReset, ex);
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                var length = buffer.Length;
+                if (length > 0)
+                {
+                    if (buffer.IsSingleSegment)
+                    {
+                        writer.Write(buffer.FirstSpan);
+                    }
+                    else
+                    {
+                        foreach (var segment in buffer)
+                        {
+                            writer.Write(segment.Span);
+                        }
+                    }
+
+                    if (inbound)
+                    {
+                        session.AddIn(length, timeProvider.GetTimestamp());
+                    }
+                    else
+                    {
+                        session.AddOut(length, timeProvider.GetTimestamp());
+                    }
+                }
+
+                reader.AdvanceTo(buffer.End);
+                if (length > 0)
+                {
+                    FlushResult flush;
+                    try
+                    {
+                        var pending = writer.FlushAsync();
+                        flush = pending.IsCompletedSuccessfully ? pending.Result : await pending.ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        (reason, error) = (inbound ? RelayError.UpstreamReset : RelayError.ClientReset, ex);
+                        break;
+                    }
+
+                    if (flush.IsCompleted)
+                    {
+                        reason = inbound ? RelayError.UpstreamClosed : RelayError.ClientClosed;
+                        break;
+                    }
+                }
+
+                if (result.IsCompleted)
+                {
+                    reason = inbound ? RelayError.ClientClosed : RelayError.UpstreamClosed;
+                    break;
+                }
+
+                if (result.IsCanceled)
+                {
+                    reason = RelayError.Aborted;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            session.TrySetEndReason(reason, error?.Message);
+            await reader.CompleteAsync().ConfigureAwait(false);
+            await writer.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void EndSession(L4Session session, ClusterState cluster, EndpointState endpoint)
+    {
+        _runtime.Sessions.TryRemove(session.Id, out _);
+        endpoint.SessionEnded();
+        var metrics = _runtime.Metrics;
+        var reason = session.EndReason;
+        var duration = _runtime.TimeProvider.GetElapsedTime(session.StartTimestamp);
+        var (bytesIn, bytesOut) = session.TakeUnreportedBytes();
+        metrics.Bytes.WithLabels(session.RouteName, "in").Inc(bytesIn);
+        metrics.Bytes.WithLabels(session.RouteName, "out").Inc(bytesOut);
+        metrics.SessionsActive.WithLabels(session.RouteName).Dec();
+        metrics.SessionsEnded.WithLabels(session.RouteName, reason.ToString()).Inc();
+        metrics.SessionDuration.WithLabels(session.RouteName).Observe(duration.TotalSeconds);
+        if (reason == RelayError.UpstreamReset)
+        {
+            metrics.UpstreamResets.WithLabels(cluster.Name, endpoint.Id).Inc();
+            _runtime.ReportPassiveFailure(cluster, endpoint, isConnectFailure: false);
+            RelayLog.SessionUpstreamError(_logger, session.Id, session.RouteName, reason, endpoint.Id, session.EndDetail);
+        }
+
+        RelayLog.SessionEnded(_logger, session.Id, reason, session.BytesIn, session.BytesOut, duration.TotalMilliseconds);
+    }
+
+    private void Reject(ConnectionContext client, string routeName, RelayError reason)
+    {
+        _runtime.Metrics.SessionsRejected.WithLabels(routeName, reason.ToString()).Inc();
+        RelayLog.SessionRejected(_logger, client.RemoteEndPoint, routeName, reason);
+
+        // Returning from the handler closes the client connection (FIN) at once.
+    }
+
+    /// <summary>Closes sessions with no bytes either way for longer than their route's idle timeout.</summary>
+    public void SweepIdle()
+    {
+        var now = _runtime.TimeProvider.GetTimestamp();
+        var routes = _runtime.Snapshot.Config.Routes;
+        foreach (var session in _runtime.Sessions.Values)
+        {
+            if (!routes.TryGetValue(session.RouteName, out var route) || route.IdleTimeout <= TimeSpan.Zero)
+            {
+                continue;
+            }
+
+            var idle = _runtime.TimeProvider.GetElapsedTime(session.LastActivityTimestamp, now);
+            if (idle >= route.IdleTimeout)
+            {
+                RelayLog.SessionIdle(_logger, session.Id, idle.TotalSeconds);
+                session.Abort(RelayError.IdleTimeout, $"idle for {idle.TotalSeconds:F1} s");
+            }
+        }
+    }
+
+    private sealed class RouteCounters
+    {
+        private readonly ConcurrentDictionary<IPAddress, int> _perClient = new();
+        public int Active;
+
+        public bool TryAdmit(RouteConfig route, IPAddress? client, out RelayError error)
+        {
+            if (Interlocked.Increment(ref Active) > route.MaxSessions && route.MaxSessions != 0)
+            {
+                Interlocked.Decrement(ref Active);
+                error = RelayError.RouteSessionLimit;
+                return false;
+            }
+
+            if (client is not null && route.MaxSessionsPerClient != 0)
+            {
+                var count = _perClient.AddOrUpdate(client, 1, static (_, c) => c + 1);
+                if (count > route.MaxSessionsPerClient)
+                {
+                    ReleaseClient(client);
+                    Interlocked.Decrement(ref Active);
+                    error = RelayError.ClientSessionLimit;
+                    return false;
+                }
+            }
+            else if (client is not null)
+            {
+                _perClient.AddOrUpdate(client, 1, static (_, c) => c + 1);
+            }
+
+            error = RelayError.None;
+            return true;
+        }
+
+        public void Release(IPAddress? client)
+        {
+            Interlocked.Decrement(ref Active);
+            if (client is not null)
+            {
+                ReleaseClient(client);
+            }
+        }
+
+        private void ReleaseClient(IPAddress client)
+        {
+            while (_perClient.TryGetValue(client, out var count))
+            {
+                if (count <= 1 ? _perClient.TryRemove(new KeyValuePair<IPAddress, int>(client, count)) : _perClient.TryUpdate(client, count - 1, count))
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
