@@ -327,6 +327,9 @@ run_redis() { # VARIANT PIPELINE N
     if ! timeout 180 $(on_cpu $load_cpu) redis-benchmark -h 127.0.0.1 -p "$port" -c "$redis_clients" -n "$n" \
         -P "$p" -t "$redis_tests" --csv >"$out" 2>"$out.err"; then
         log "redis-benchmark -P $p via $v failed: $(tail -2 "$out.err" | tr '\n' ' ')"
+        local t
+        for t in ${redis_tests//,/ }; do record "redis ${t^^} -P $p" rps "$v" FAIL; done
+        return 0
     fi
     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     awk -F'","|^"|"$' -v v="$v" -v p="$p" 'NR > 1 && $2 != "" {
@@ -346,6 +349,7 @@ run_iperf() { # VARIANT STREAMS REVERSE(0/1)
     if ! timeout $((iperf_seconds + 30)) $(on_cpu $load_cpu) iperf3 -c 127.0.0.1 -p "$port" -t "$iperf_seconds" -O 1 \
         -P "$s" "${reverse[@]+"${reverse[@]}"}" -f m >"$out" 2>&1; then
         log "$name via $v failed: $(tail -2 "$out" | tr '\n' ' ')"
+        record "$name" gbps "$v" FAIL
         sleep 1
         return 0
     fi
@@ -382,6 +386,8 @@ run_loadgen() { # VARIANT
 rotated() { local r="$1" n=${#variants[@]} i; for ((i = 0; i < n; i++)); do echo "${variants[$(((i + r) % n))]}"; done; }
 
 started_at=$(date -u +%s)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+[[ ${load_start%.*} -ge $cpus ]] && log "warning: load average is $load_start on $cpus CPUs: other work is running and the figures will be noisy"
 for ((round = 0; round < rounds; round++)); do
     log "round $((round + 1)) of $rounds"
     order=$(rotated "$round")
@@ -444,6 +450,7 @@ if group memory; then
     fi
 fi
 elapsed=$(( $(date -u +%s) - started_at ))
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 
 # ---------------------------------------------------------------- table
 relay_col="Relay"
@@ -451,9 +458,10 @@ relay_col="Relay"
 pin_note=$([[ $pin -eq 1 ]] && echo "proxy pinned to CPU $proxy_cpu (HAProxy nbthread 1), clients and servers to CPU $load_cpu" || echo "unpinned (HAProxy nbthread $ha_threads)")
 
 table=$(awk -F'\t' -v relay_state="$relay_state" -v relay_col="$relay_col" '
-    function median(key,    n, i, j, t, a) {
-        n = split(vals[key], a, " ")
-        if (n == 0 || vals[key] == "") return ""
+    function median(key,    n, m, i, j, t, a, all) {
+        m = split(vals[key], all, " "); n = 0
+        for (i = 1; i <= m; i++) if (all[i] != "FAIL") a[++n] = all[i]
+        if (n == 0) return ""
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
@@ -465,10 +473,17 @@ table=$(awk -F'\t' -v relay_state="$relay_state" -v relay_col="$relay_col" '
         if (metric == "open") return sprintf("%d", x)
         return sprintf("%.3f", x)
     }
+    function cell(key, metric, state,    x) {
+        x = median(key)
+        if (x == "" && fails[key] > 0) return "failed"
+        if (x == "" && state != "ok") return "n/a"
+        return fmt(x, metric) (fails[key] > 0 ? sprintf(" (%d run(s) failed)", fails[key]) : "")
+    }
     function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
     {
         key = $1 SUBSEP $2 SUBSEP $3
         vals[key] = (key in vals) ? vals[key] " " $4 : $4
+        if ($4 == "FAIL") fails[key]++
         if (!(($1 SUBSEP $2) in seen)) { seen[$1 SUBSEP $2] = 1; order[++rows] = $1 SUBSEP $2 }
     }
     END {
@@ -487,12 +502,12 @@ table=$(awk -F'\t' -v relay_state="$relay_state" -v relay_col="$relay_col" '
                 if (b ~ /^iperf3 [14] stream/ && b !~ /-R/ && m == "gbps") target = (x + 0 >= h + 0) ? "ok (>= 1.0x HAProxy)" : "SHORT (< 1.0x HAProxy)"
             }
             if (m == "rss" && x != "") target = (x + 0 <= 100) ? "ok (<= 100 MiB)" : "SHORT (> 100 MiB)"
-            rc = (x == "" && relay_state != "ok") ? "n/a" : fmt(x, m)
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", b, label[m], fmt(d, m), fmt(h, m), rc, ratio(x, h), ratio(x, d), target
+            if ((b SUBSEP m SUBSEP "relay") in fails) target = sprintf("SHORT (%d relay run(s) failed)", fails[b SUBSEP m SUBSEP "relay"])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", b, label[m], cell(b SUBSEP m SUBSEP "direct", m, "ok"), cell(b SUBSEP m SUBSEP "haproxy", m, "ok"), cell(b SUBSEP m SUBSEP "relay", m, relay_state), ratio(x, h), ratio(x, d), target
         }
     }' "$results")
 
-header="Run $(date -u +'%Y-%m-%d %H:%M UTC') on $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); $pin_note; $rounds round(s), median per cell; ${elapsed}s of measurement.
+header="Run $(date -u +'%Y-%m-%d %H:%M UTC') on $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); $pin_note; $rounds round(s), median per cell; ${elapsed}s of measurement; load average $load_start at start, $load_end at end.
 Tools: $(haproxy -v | head -1 | cut -d' ' -f1-3), $(redis-server --version | cut -d' ' -f1-3), $(iperf3 --version | head -1 | cut -d' ' -f1-2); redis-benchmark -c $redis_clients -t $redis_tests -n $redis_n_p1 (-P 1) / $redis_n_p16 (-P 16); iperf3 -t $iperf_seconds -O 1; idle test: $mem_sessions sessions with one 16-byte echo each, held ${mem_hold}s.
 Relay: $relay_state"
 
