@@ -50,6 +50,9 @@ internal static partial class RelayLog
     [LoggerMessage(1031, LogLevel.Error, "Configuration reload from {Path} rejected, keeping the last good configuration:{Errors}", EventName = "ConfigReloadRejected")]
     public static partial void ConfigReloadRejected(ILogger logger, string path, string errors);
 
+    [LoggerMessage(1032, LogLevel.Warning, "Configuration reload from {Path}: {Note}", EventName = "ConfigReloadNote")]
+    public static partial void ConfigReloadNote(ILogger logger, string path, string note);
+
     [LoggerMessage(1040, LogLevel.Information, "Shutting down: stopped accepting; waiting up to {Seconds:F0} s for {Sessions} session(s)", EventName = "DrainStarted")]
     public static partial void DrainStarted(ILogger logger, double seconds, int sessions);
 

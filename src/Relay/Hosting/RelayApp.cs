@@ -85,6 +85,8 @@ public sealed class RelayApp : IAsyncDisposable
         }
         else
         {
+            // Logs go to stderr; stdout carries only the ready lines, which scripts read.
+            builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
             builder.Logging.AddSimpleConsole(o =>
             {
                 o.SingleLine = true;
@@ -242,7 +244,7 @@ public sealed class RelayApp : IAsyncDisposable
             RelayLog.ConfigReloaded(_logger, path, result.Config!.Routes.Count, result.Config.Clusters.Count);
             foreach (var note in notes)
             {
-                RelayLog.ConfigReloadRejected(_logger, path, "\n  " + note);
+                RelayLog.ConfigReloadNote(_logger, path, note);
             }
         }
     }

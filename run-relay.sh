@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Relay's two front-door commands (see README.md):
+#   ./run-relay.sh          build and run the relay on the embedded default topology
+#   ./run-relay.sh test     install what the tests need (when root), build, run every test
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+# Debian packages the tests and the perf script use: real servers and clients, real packet loss.
+TEST_PACKAGES=(redis-server redis-tools iperf3 haproxy nftables iproute2 procps libisal2)
+
+install_packages() {
+    local missing=()
+    for package in "${TEST_PACKAGES[@]}"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run-relay.sh: not root, so not installing: ${missing[*]} (tests that need them say so and skip)" >&2
+        return 0
+    fi
+    echo "run-relay.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts redis-server as a service on install; the tests start their own instances.
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
+}
+
+run_tests() {
+    install_packages
+    echo "run-relay.sh: building"
+    dotnet build Relay.sln -c Release -nologo -clp:ErrorsOnly -v:q
+    local passed=0 failed=0 skipped=0 crashed=0
+    local log
+    log="$(mktemp)"
+    for project in tests/*/; do
+        project="${project%/}"
+        [ -f "$project/$(basename "$project").csproj" ] || continue
+        echo "run-relay.sh: testing $(basename "$project")"
+        set +e
+        dotnet test "$project" -c Release --no-build -nologo --blame-hang-timeout 5m 2>&1 | tee "$log"
+        set -e
+        # VSTest's summary: "Passed!  - Failed: 0, Passed: 12, Skipped: 1, Total: 13, ..."
+        local summary
+        summary="$(grep -E '^(Passed|Failed)! +- Failed: ' "$log" | tail -n 1 || true)"
+        if [ -z "$summary" ]; then
+            echo "run-relay.sh: $(basename "$project") produced no test summary (crash or hang): counted as 1 failed" >&2
+            crashed=$((crashed + 1))
+            continue
+        fi
+        local f p s
+        f="$(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")"
+        p="$(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")"
+        s="$(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")"
+        passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    done
+    rm -f "$log"
+    failed=$((failed + crashed))
+    if [ "$skipped" -gt 0 ]; then
+        echo "$passed passed, $failed failed, $skipped skipped"
+    else
+        echo "$passed passed, $failed failed"
+    fi
+    [ "$failed" -eq 0 ]
+}
+
+run_default_topology() {
+    echo "run-relay.sh: building the relay"
+    dotnet build src/Relay/Relay.csproj -c Release -nologo -clp:ErrorsOnly -v:q
+    local relay="$ROOT/src/Relay/bin/Release/net10.0/relay"
+    local state="$ROOT/.run"
+    mkdir -p "$state"
+    local token_file="$state/admin.token"
+    if [ ! -s "$token_file" ]; then
+        (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file"; echo >> "$token_file")
+    fi
+    local pids=()
+    cleanup() {
+        for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+    }
+    trap cleanup EXIT INT TERM
+    "$relay" sample-server --listen 127.0.0.1:7101 --id game-a > "$state/game-a.log" 2>&1 &
+    pids+=($!)
+    "$relay" sample-server --listen 127.0.0.1:7102 --id game-b > "$state/game-b.log" 2>&1 &
+    pids+=($!)
+    cat <<MSG
+
+Relay's default topology (config/relay.json):
+  clients -> relay 127.0.0.1:7000 (route "game") -> sample backends game-a 127.0.0.1:7101, game-b 127.0.0.1:7102
+  admin API -> http://127.0.0.1:9901, bearer token in $token_file
+
+Try, in another terminal:
+  python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",7000)); s.sendall(b"HELLO\nMOVE 1 2\nSCORE 5\nWHO\nSTATE\nQUIT\n"); sys.stdout.write(s.makefile().read())'
+  (or: telnet 127.0.0.1 7000, then type HELLO, MOVE 1 2, SCORE 5, ECHO hi, STATE, WHO, QUIT)
+  curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/endpoints
+  curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/sessions
+  curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/metrics
+  kill ${pids[0]}   # stop game-a: it turns unhealthy within a few seconds and new sessions go to game-b
+  edit config/relay.json: routes and clusters reload live
+Stop with Ctrl+C: the relay drains live sessions, then exits.
+
+MSG
+    "$relay" --config "$ROOT/config/relay.json" --admin-token-file "$token_file" "$@"
+}
+
+case "${1:-}" in
+    test) shift; run_tests "$@" ;;
+    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) run_default_topology "$@" ;;
+esac

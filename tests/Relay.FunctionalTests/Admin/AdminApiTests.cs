@@ -1,0 +1,92 @@
+using System.Net;
+using System.Text.Json;
+using Relay.FunctionalTests.Infrastructure;
+using Relay.FunctionalTests.L4;
+
+namespace Relay.FunctionalTests.Admin;
+
+public class AdminApiTests
+{
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer wrong-token-0000000000")]
+    [InlineData("Basic dXNlcjpwYXNz")]
+    public async Task RequestWithoutTheRightToken_Gets401_AndIsCounted(string? authorization)
+    {
+        await using var upstream = TestUpstream.Echo();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", upstream.Address)));
+        using var http = new HttpClient { BaseAddress = relay.App.AdminAddress };
+        foreach (var path in new[] { "/api/endpoints", "/api/sessions", "/metrics" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            if (authorization is not null)
+            {
+                request.Headers.TryAddWithoutValidation("Authorization", authorization);
+            }
+
+            using var response = await http.SendAsync(request).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+            Assert.Contains("unauthorized", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.True(relay.Log.Has("AdminUnauthorized"));
+        Assert.Contains("relay_admin_unauthorized_total 3", relay.Metrics());
+    }
+
+    [Fact]
+    public async Task HealthAndReadiness_NeedNoToken()
+    {
+        await using var upstream = TestUpstream.Echo();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", upstream.Address)));
+        using var http = new HttpClient { BaseAddress = relay.App.AdminAddress };
+        Assert.Equal("ok\n", await http.GetStringAsync("/healthz").WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("ready\n", await http.GetStringAsync("/readyz").WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task Sessions_AreListedWithTheirBytes_AndUnknownIdsGet404()
+    {
+        await using var upstream = TestUpstream.Echo();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", upstream.Address)));
+        using var client = await relay.ConnectAsync("r");
+        await client.SendAllAsync(new byte[1000]);
+        Assert.Equal(1000, (await client.ReceiveExactlyAsync(1000)).Length);
+
+        using var list = JsonDocument.Parse(await relay.Http.GetStringAsync("/api/sessions").WaitAsync(TimeSpan.FromSeconds(10)));
+        var session = Assert.Single(list.RootElement.EnumerateArray());
+        Assert.Equal("r", session.GetProperty("route").GetString());
+        Assert.Equal("e1", session.GetProperty("endpoint").GetString());
+        Assert.Equal(1000, session.GetProperty("bytesIn").GetInt64());
+        Assert.Equal(1000, session.GetProperty("bytesOut").GetInt64());
+
+        var id = session.GetProperty("id").GetInt64();
+        using var one = JsonDocument.Parse(await relay.Http.GetStringAsync($"/api/sessions/{id}").WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(id, one.RootElement.GetProperty("id").GetInt64());
+
+        using var missing = await relay.Http.GetAsync("/api/sessions/999999").WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Contains("no live session 999999", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_ArePrometheusText_WithSessionsAndHistogram()
+    {
+        await using var upstream = TestUpstream.Echo();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", upstream.Address)));
+        using (var client = await relay.ConnectAsync("r"))
+        {
+            await client.SendAllAsync("abc"u8.ToArray());
+            await client.ReceiveExactlyAsync(3);
+        }
+
+        await relay.Log.WaitForAsync("SessionEnded", TimeSpan.FromSeconds(10));
+        using var response = await relay.Http.GetAsync("/metrics").WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("relay_sessions_total{route=\"r\"} 1", text);
+        Assert.Contains("relay_sessions_active{route=\"r\"} 0", text);
+        Assert.Contains("relay_session_duration_seconds_count{route=\"r\"} 1", text);
+        Assert.Contains("relay_endpoint_healthy{cluster=\"c\",endpoint=\"e1\"} 1", text);
+    }
+}

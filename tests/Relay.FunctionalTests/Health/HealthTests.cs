@@ -1,0 +1,74 @@
+using System.Text.Json;
+using Relay.FunctionalTests.Infrastructure;
+using Relay.FunctionalTests.L4;
+
+namespace Relay.FunctionalTests.Health;
+
+public class HealthTests
+{
+    private const string FastProbes = """ "active": { "interval": "100ms", "timeout": "80ms", "healthyThreshold": 1, "unhealthyThreshold": 2 } """;
+
+    [Fact]
+    public async Task ActiveProbes_MarkADeadEndpointUnhealthy_AndNewSessionsAvoidIt()
+    {
+        await using var live = TestUpstream.Echo();
+        var dead = $"127.0.0.1:{Ports.Unused()}";
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
+            L4RelayTests.Endpoint("dead", dead) + "," + L4RelayTests.Endpoint("live", live.Address),
+            cluster: """, "loadBalancing": "roundRobin" """,
+            health: FastProbes + """, "passive": { "enabled": false } """));
+
+        var changed = await relay.Log.WaitForAsync("EndpointHealthChanged", TimeSpan.FromSeconds(10));
+        Assert.Contains("dead", changed.Message, StringComparison.Ordinal);
+        Assert.Contains("unhealthy", changed.Message, StringComparison.Ordinal);
+
+        using var endpoints = JsonDocument.Parse(await relay.Http.GetStringAsync("/api/endpoints").WaitAsync(TimeSpan.FromSeconds(10)));
+        var byId = endpoints.RootElement.EnumerateArray().ToDictionary(e => e.GetProperty("id").GetString()!);
+        Assert.Equal("unhealthy", byId["dead"].GetProperty("health").GetString());
+        Assert.Equal("healthy", byId["live"].GetProperty("health").GetString());
+        Assert.Contains("relay_endpoint_healthy{cluster=\"c\",endpoint=\"dead\"} 0", relay.Metrics());
+
+        var failuresBefore = relay.Log.Named("UpstreamConnectFailed").Count();
+        for (var i = 0; i < 4; i++)
+        {
+            using var client = await relay.ConnectAsync("r");
+            await client.SendAllAsync("p"u8.ToArray());
+            Assert.Equal("p"u8.ToArray(), await client.ReceiveExactlyAsync(1));
+        }
+
+        Assert.Equal(failuresBefore, relay.Log.Named("UpstreamConnectFailed").Count());
+    }
+
+    [Fact]
+    public async Task AnEndpointThatComesBack_IsHealthyAgain()
+    {
+        var port = Ports.Unused();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", $"127.0.0.1:{port}"), health: FastProbes));
+        await relay.Log.WaitForAsync("EndpointHealthChanged", TimeSpan.FromSeconds(10), e => e.Message.Contains("unhealthy", StringComparison.Ordinal));
+        using var http = new HttpClient { BaseAddress = relay.App.AdminAddress };
+        using var readyWhileDown = await http.GetAsync("/readyz").WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, readyWhileDown.StatusCode);
+
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+        listener.Start();
+        await relay.Log.WaitForAsync("EndpointHealthChanged", TimeSpan.FromSeconds(10), e => e.Message.Contains("now healthy", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task PassiveFailures_EjectTheEndpoint()
+    {
+        var dead = $"127.0.0.1:{Ports.Unused()}";
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
+            L4RelayTests.Endpoint("dead", dead),
+            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+        for (var i = 0; i < 3; i++)
+        {
+            using var client = await relay.ConnectAsync("r");
+            await client.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(10));
+        }
+
+        await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+        Assert.Equal(2, relay.Log.Named("UpstreamConnectFailed").Count());
+        Assert.Contains("relay_sessions_rejected_total{route=\"r\",reason=\"NoHealthyEndpoint\"} 1", relay.Metrics());
+    }
+}
