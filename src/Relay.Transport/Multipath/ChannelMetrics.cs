@@ -24,6 +24,7 @@ public sealed record ChannelMetrics(
     long BlocksDecoded,
     long FecRecoveredShards,
     long RetransmittedShards,
+    long BlocksRepaired,
     long DuplicateShards,
     IReadOnlyDictionary<DropReason, long> Drops,
     int CurrentDataShards,
@@ -42,6 +43,7 @@ internal sealed class ChannelCounters
     public long BlocksDecoded;
     public long FecRecoveredShards;
     public long RetransmittedShards;
+    public long BlocksRepaired;
     public long DuplicateShards;
     public int CurrentK;
     public int CurrentM;

@@ -500,6 +500,11 @@ public sealed partial class MultipathChannel
         }
 
         SendShardsLocked(block, indices[..count]);
+        if (block.Retries == 0)
+        {
+            _counters.BlocksRepaired++;
+        }
+
         block.Retries++;
         block.LastSentTicks = now;
         _counters.RetransmittedShards += count;

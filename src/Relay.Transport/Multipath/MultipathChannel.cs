@@ -161,6 +161,7 @@ public sealed partial class MultipathChannel : IAsyncDisposable
             Interlocked.Read(ref _counters.BlocksDecoded),
             Interlocked.Read(ref _counters.FecRecoveredShards),
             Interlocked.Read(ref _counters.RetransmittedShards),
+            Interlocked.Read(ref _counters.BlocksRepaired),
             Interlocked.Read(ref _counters.DuplicateShards),
             drops,
             Volatile.Read(ref _counters.CurrentK),
