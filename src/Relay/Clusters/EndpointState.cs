@@ -24,6 +24,7 @@ public sealed class EndpointState
     private long _ejectedUntilTicks;
     private volatile bool _activeHealthy = true;
     private volatile bool _removed;
+    private volatile bool _draining;
 
     public EndpointState(string clusterName, EndpointConfig config)
     {
@@ -53,14 +54,21 @@ public sealed class EndpointState
         internal set => _removed = value;
     }
 
+    /// <summary>An operator drain: no new sessions (L4) or affinity sessions (L7) go here; live ones carry on.</summary>
+    public bool Draining
+    {
+        get => _draining;
+        set => _draining = value;
+    }
+
     public string? LastProbeError { get; private set; }
 
     public DateTimeOffset? LastProbeAt { get; private set; }
 
     public bool IsEjected(long nowTicks) => nowTicks < Interlocked.Read(ref _ejectedUntilTicks);
 
-    /// <summary>Whether new sessions may go here: not removed, probes passing, not passively ejected.</summary>
-    public bool IsAvailable(long nowTicks) => !_removed && _activeHealthy && !IsEjected(nowTicks);
+    /// <summary>Whether new sessions may go here: not removed, not drained, probes passing, not passively ejected.</summary>
+    public bool IsAvailable(long nowTicks) => !_removed && !_draining && _activeHealthy && !IsEjected(nowTicks);
 
     public EndpointHealth Health(long nowTicks) => _activeHealthy && !IsEjected(nowTicks) ? EndpointHealth.Healthy : EndpointHealth.Unhealthy;
 

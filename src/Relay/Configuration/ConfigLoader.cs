@@ -9,7 +9,7 @@ namespace Relay.Configuration;
 /// Reads the JSON configuration into a <see cref="RelayConfig"/>, collecting every problem with the
 /// key it belongs to (YARP ConfigValidator reports all errors at once; so do we).
 /// </summary>
-public static class ConfigLoader
+public static partial class ConfigLoader
 {
     private static readonly JsonDocumentOptions s_documentOptions = new()
     {
@@ -57,7 +57,9 @@ public static class ConfigLoader
         }
     }
 
-    private sealed class Reader
+    private static readonly string[] s_httpRouteKeys = ["affinity", "mirror", "retries", "idempotencyKeyHeader", "requestTimeout", "maxRetryBodyBytes"];
+
+    private sealed partial class Reader
     {
         public List<string> Errors { get; } = [];
 
@@ -159,7 +161,7 @@ public static class ConfigLoader
                 return null;
             }
 
-            CheckKeys(element, path, "listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout");
+            CheckKeys(element, path, "listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout", "protocol", .. s_httpRouteKeys);
             IPEndPoint? listen = null;
             if (element.TryGetProperty("listen", out var listenElement))
             {
@@ -179,6 +181,23 @@ public static class ConfigLoader
             var maxSessions = Int(element, path, "maxSessions", RelayDefaults.MaxSessionsPerRoute, 0, int.MaxValue);
             var maxPerClient = Int(element, path, "maxSessionsPerClient", 0, 0, int.MaxValue);
             var idle = Duration(element, path, "idleTimeout", RelayDefaults.IdleTimeout, allowZero: true);
+            var protocol = Enum(element, path, "protocol", RouteProtocol.Tcp, ("tcp", RouteProtocol.Tcp), ("http", RouteProtocol.Http));
+            HttpRouteConfig? http = null;
+            if (protocol == RouteProtocol.Http)
+            {
+                http = ReadHttpRoute(element, path);
+            }
+            else
+            {
+                foreach (var key in s_httpRouteKeys)
+                {
+                    if (element.TryGetProperty(key, out _))
+                    {
+                        Errors.Add($"{path}.{key}: only an HTTP route has this key; add \"protocol\": \"http\" or remove it");
+                    }
+                }
+            }
+
             if (listen is null || cluster is null)
             {
                 return null;
@@ -192,6 +211,8 @@ public static class ConfigLoader
                 MaxSessions = maxSessions,
                 MaxSessionsPerClient = maxPerClient,
                 IdleTimeout = idle,
+                Protocol = protocol,
+                Http = http,
             };
         }
 

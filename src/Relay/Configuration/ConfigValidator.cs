@@ -54,6 +54,18 @@ public static class ConfigValidator
             {
                 errors.Add($"{path}.maxSessionsPerClient: {route.MaxSessionsPerClient} is more than maxSessions ({route.MaxSessions})");
             }
+
+            if (route.Http?.Mirror is { } mirror)
+            {
+                for (var i = 0; i < mirror.Shadows.Length; i++)
+                {
+                    var id = mirror.Shadows[i];
+                    if (!config.Clusters.Values.Any(c => c.Endpoints.ContainsKey(id)))
+                    {
+                        errors.Add($"{path}.mirror.shadows[{i}]: endpoint \"{id}\" is not defined in any cluster");
+                    }
+                }
+            }
         }
 
         var endpointOwners = new Dictionary<string, string>(StringComparer.Ordinal);

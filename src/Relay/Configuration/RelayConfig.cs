@@ -76,6 +76,12 @@ public sealed record RouteConfig
 
     /// <summary>A session with no bytes either way for this long is closed. Defaults to 5 min; zero disables.</summary>
     public TimeSpan IdleTimeout { get; init; } = RelayDefaults.IdleTimeout;
+
+    /// <summary>tcp (L4, the default) or http (L7, issue 6).</summary>
+    public RouteProtocol Protocol { get; init; } = RouteProtocol.Tcp;
+
+    /// <summary>The L7 settings; null for a tcp route.</summary>
+    public HttpRouteConfig? Http { get; init; }
 }
 
 public sealed record ClusterConfig

@@ -31,4 +31,30 @@ public static class RelayDefaults
     public static readonly TimeSpan EjectionTime = TimeSpan.FromSeconds(10);
 
     public static readonly TimeSpan ReloadDebounce = TimeSpan.FromMilliseconds(250);
+
+    // L7 (issue 6).
+    public static readonly TimeSpan HttpRequestTimeout = TimeSpan.FromSeconds(100);
+
+    public const int HttpMaxBufferedBodyBytes = 64 * 1024;
+
+    public static readonly TimeSpan AffinityIdleTimeout = TimeSpan.FromMinutes(30);
+
+    public const int AffinityMaxSessions = 100_000;
+
+    public const string AffinityCookieName = "relay-session";
+
+    public const string AffinityHeaderName = "X-Relay-Session";
+
+    public const string MirrorHeader = "X-Relay-Shadow";
+
+    public const int MirrorQueueLength = 1024;
+
+    public const int MirrorConcurrency = 4;
+
+    public static readonly System.Collections.Immutable.ImmutableArray<string> CompareIgnoredHeaders =
+        ["Date", "Server", "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length", "Set-Cookie"];
+
+    public static readonly TimeSpan RetryBackoff = TimeSpan.FromMilliseconds(5);
+
+    public static readonly TimeSpan RetryMaxBackoff = TimeSpan.FromMilliseconds(250);
 }

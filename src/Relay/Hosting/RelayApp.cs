@@ -47,7 +47,7 @@ public sealed class RelayApp : IAsyncDisposable
         }
 
         PoolFactory = poolFactory;
-        _connector = new UpstreamConnector(config.Tuning, poolFactory, loggerFactory.CreateLogger<UpstreamConnector>());
+        _connector = new UpstreamConnector(config.Tuning, poolFactory);
         _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>());
         _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
         _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());

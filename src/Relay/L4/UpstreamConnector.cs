@@ -1,30 +1,24 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Relay.Configuration;
 
 namespace Relay.L4;
 
 /// <summary>
-/// Opens upstream legs as Kestrel socket connections, so both legs of a session are
-/// <see cref="ConnectionContext"/>s with the same pipes and the same memory pool.
+/// Opens upstream legs as <see cref="UpstreamConnection"/>s, so both legs of a session are
+/// <see cref="ConnectionContext"/>s with pipes from the same memory pool.
 /// </summary>
 public sealed class UpstreamConnector : IDisposable
 {
-    private readonly SocketConnectionContextFactory _factory;
+    private readonly MemoryPool<byte> _pool;
+    private readonly TransportTuning _tuning;
 
-    internal UpstreamConnector(TransportTuning tuning, BlockMemoryPoolFactory? poolFactory, ILogger logger)
+    internal UpstreamConnector(TransportTuning tuning, BlockMemoryPoolFactory? poolFactory)
     {
-        var options = new SocketConnectionFactoryOptions
-        {
-            MaxReadBufferSize = tuning.MaxBufferedBytes,
-            MaxWriteBufferSize = tuning.MaxBufferedBytes,
-            UnsafePreferInlineScheduling = tuning.InlineScheduling,
-            WaitForDataBeforeAllocatingBuffer = true,
-        };
-        poolFactory?.TryAttach(options, out _);
-        _factory = new SocketConnectionContextFactory(options, logger);
+        _tuning = tuning;
+        _pool = poolFactory?.Create() ?? new BlockMemoryPool(RelayDefaults.BlockBytes, maxCachedBlocks: 256);
     }
 
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
@@ -55,10 +49,12 @@ public sealed class UpstreamConnector : IDisposable
             throw;
         }
 
-        return new ConnectResult(_factory.Create(socket), RelayError.None, null);
+        var connection = new UpstreamConnection(socket, _pool, _tuning.MaxBufferedBytes, _tuning.InlineScheduling);
+        connection.Start();
+        return new ConnectResult(connection, RelayError.None, null);
     }
 
-    public void Dispose() => _factory.Dispose();
+    public void Dispose() => _pool.Dispose();
 }
 
 public readonly record struct ConnectResult(ConnectionContext? Connection, RelayError Error, string? Detail);

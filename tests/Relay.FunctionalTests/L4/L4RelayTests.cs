@@ -42,6 +42,43 @@ public class L4RelayTests
     }
 
     [Fact]
+    public async Task ClientHalfCloses_StillReceivesTheWholeAnswer()
+    {
+        // Answers only once the client has finished sending (reads to EOF first), like `cmd | nc`.
+        await using var upstream = new TestUpstream(async (socket, ct) =>
+        {
+            var received = new MemoryStream();
+            var buffer = new byte[8192];
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
+            {
+                received.Write(buffer, 0, read);
+            }
+
+            var answer = SHA256.HashData(received.ToArray());
+            for (var i = 0; i < 64; i++)
+            {
+                await socket.SendAsync(answer, SocketFlags.None, ct);
+            }
+
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        await using var relay = await TestRelay.StartAsync(Config(Endpoint("e1", upstream.Address)));
+        var payload = RandomNumberGenerator.GetBytes(100_000);
+
+        using var client = await relay.ConnectAsync("r");
+        await client.SendAllAsync(payload);
+        client.Shutdown(SocketShutdown.Send);
+        var answer = await client.ReceiveExactlyAsync(64 * 32 + 1);
+        Assert.Equal(64 * 32, answer.Length);
+        var expected = SHA256.HashData(payload);
+        for (var i = 0; i < 64; i++)
+        {
+            Assert.Equal(expected, answer[(i * 32)..((i + 1) * 32)]);
+        }
+    }
+
+    [Fact]
     public async Task ManyConcurrentSessions_EachGetsItsOwnBytesBack()
     {
         await using var upstream = TestUpstream.Echo();
