@@ -34,6 +34,7 @@ public sealed partial class MultipathChannel : IAsyncDisposable
     private readonly Task[] _receiveLoops;
     private readonly Task _timerLoop;
     private readonly int _shardBytes;
+    private readonly ChannelMeter _meter;
     private int _disposed;
     private volatile bool _closed;
 
@@ -94,6 +95,7 @@ public sealed partial class MultipathChannel : IAsyncDisposable
         }
 
         _timerLoop = Task.Run(TimerLoopAsync);
+        _meter = new ChannelMeter(this, options.ChannelName, options.MeterFactory);
     }
 
     /// <summary>
@@ -222,6 +224,7 @@ public sealed partial class MultipathChannel : IAsyncDisposable
             }
         }
 
+        _meter.Dispose();
         _sealer.Dispose();
         _shutdown.Dispose();
     }

@@ -66,6 +66,15 @@ public sealed class MultipathChannelOptions
     /// <remarks>LZ4 on frame batches (kept only when smaller). Defaults to true.</remarks>
     public bool EnableCompression { get; set; } = true;
 
+    /// <remarks>
+    /// Meter factory for the "Relay.Transport" meter; null creates a private meter. Each channel's
+    /// instruments carry the tag relay.transport.channel = <see cref="ChannelName"/>.
+    /// </remarks>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
+    /// <remarks>Name used in metrics tags. Defaults to "channel".</remarks>
+    public string ChannelName { get; set; } = "channel";
+
     internal int ShardBytes => MaxDatagramBytes - WireFormat.OverheadBytes - WireFormat.DataShardHeaderBytes;
 
     internal int MaxBatchBytes => (MaxDataShards * ShardBytes) - WireFormat.BlockHeaderBytes;
