@@ -25,6 +25,11 @@ public static class Program
         var output = Option(args, "--out");
         Console.WriteLine($"seeds {seeds[0]}-{seeds[^1]}, NAB at {nab ?? "(not found: skipped)"}");
         var report = EvaluationHarness.Run(seeds);
+        foreach (var o in report.Outcomes.Where(o => o.Detector == SyntheticReport.RelayName && (o.FalseDecisions > 0 || o.Flaps > 0)))
+        {
+            Console.WriteLine($"relay outcome with false decisions or flaps: {o}");
+        }
+
         foreach (var s in report.Summaries())
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -84,7 +89,12 @@ public static class Program
             {
                 var trace = TraceGenerator.Generate(kind, seed);
                 var relay = new RelayDetector();
-                EvaluationHarness.Replay(trace, relay, new TraceSettings());
+                var outcome = EvaluationHarness.Replay(trace, relay, new TraceSettings());
+                if (outcome.FalseDecisions > 0 || outcome.Flaps > 0)
+                {
+                    Console.WriteLine($"{kind} seed={seed}: {outcome}");
+                }
+
                 foreach (var (time, endpoint, score) in relay.Evacuations)
                 {
                     var isFalse = endpoint != trace.FaultyEndpoint || time < trace.FaultStart || !trace.ExpectsAction;

@@ -66,9 +66,12 @@ public sealed class RelayDetector(PredictorOptions? options = null) : IFailureDe
     /// <summary>Each evacuation with the score that caused it (for the report's reason breakdown).</summary>
     public List<(double Time, int Endpoint, EndpointScore Score)> Evacuations { get; } = [];
 
+    /// <summary>Full scoring once a second, the liveness pass on every other 100 ms tick, as
+    /// the daemon is meant to run them.</summary>
     public void Tick(double nowSeconds)
     {
-        var summary = _predictor.Evaluate(nowSeconds);
+        var whole = Math.Abs(nowSeconds - Math.Round(nowSeconds)) < 1e-6;
+        var summary = whole ? _predictor.Evaluate(nowSeconds) : _predictor.EvaluateLiveness(nowSeconds);
         if (summary.NewlyEvacuated > 0)
         {
             for (var i = 0; i < _predictor.Count; i++)

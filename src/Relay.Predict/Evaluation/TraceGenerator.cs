@@ -36,7 +36,7 @@ public static class TraceGenerator
     public static Trace Generate(FaultKind kind, int seed, TraceSettings? settings = null)
     {
         settings ??= new TraceSettings();
-        var rng = new Random(HashCode.Combine(seed, (int)kind, 0x5EED));
+        var rng = new Random(Mix(seed, (int)kind, 0x5EED));
         var n = settings.Endpoints;
         var profiles = new Profile[n];
         var zones = new int[n];
@@ -174,7 +174,7 @@ public static class TraceGenerator
         var events = new List<TraceEvent>((int)(duration * n * 30));
         for (var i = 0; i < n; i++)
         {
-            var erng = new Random(HashCode.Combine(seed, (int)kind, i));
+            var erng = new Random(Mix(seed, (int)kind, i));
             EmitEndpoint(events, i, profiles[i], erng, duration, settings);
         }
 
@@ -295,6 +295,21 @@ public static class TraceGenerator
         {
             events.Add(new TraceEvent(p.NoticeAt, e, TraceEventKind.Notice, p.InterruptAt, 0, false));
         }
+    }
+
+    /// <summary>Deterministic seed mixing (HashCode.Combine is randomised per process, which
+    /// would make traces differ between runs).</summary>
+    private static int Mix(int a, int b, int c)
+    {
+        var h = 0x9E3779B97F4A7C15UL;
+        foreach (var v in (ReadOnlySpan<int>)[a, b, c])
+        {
+            h ^= (uint)v;
+            h *= 0xBF58476D1CE4E5B9UL;
+            h ^= h >> 31;
+        }
+
+        return (int)(h & 0x7FFFFFFF);
     }
 
     private static double Exponential(Random rng, double rate) => -Math.Log(1.0 - rng.NextDouble()) / rate;
