@@ -19,6 +19,8 @@ throughput, p50/p99 latency and the ratios Relay/HAProxy and Relay/direct.
   --unpinned          do not pin with taskset (default: proxy on CPU 1, client and server on CPU 0)
   --no-build          use existing Release builds of relay and relay-loadgen
   --relay PATH        relay executable (default src/Relay/bin/Release/net10.0/relay)
+  --relay-rev REV     build the relay from git revision REV (exported to a temporary directory with
+                      git archive, so a half-edited working tree does not matter), e.g. HEAD
   --relay-env K=V     extra environment for the relay process (repeatable), e.g.
                       --relay-env DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1
   --skip-relay        measure only direct and HAProxy
@@ -41,6 +43,7 @@ pin=1
 build=1
 relay_bin="$repo/src/Relay/bin/Release/net10.0/relay"
 relay_env=()
+relay_rev=""
 skip_relay=0
 only="redis,iperf,loadgen,memory"
 port_base=21300
@@ -56,6 +59,7 @@ while [[ $# -gt 0 ]]; do
         --unpinned) pin=0 ;;
         --no-build) build=0 ;;
         --relay) [[ $# -ge 2 ]] || die "--relay needs a path"; relay_bin="$2"; shift ;;
+        --relay-rev) [[ $# -ge 2 ]] || die "--relay-rev needs a git revision"; relay_rev="$2"; shift ;;
         --relay-env) [[ $# -ge 2 && "$2" == *=* ]] || die "--relay-env needs K=V"; relay_env+=("$2"); shift ;;
         --skip-relay) skip_relay=1 ;;
         --skip-memory) only="${only//memory/}" ;;
@@ -74,10 +78,10 @@ group() { [[ ",$only," == *",$1,"* ]]; }
 
 if [[ $quick -eq 1 ]]; then
     : "${rounds:=1}"
-    redis_n_p1=50000; redis_n_p16=500000; iperf_seconds=3; loadgen_seconds=3; mem_hold=12
+    redis_n_p1=40000; redis_n_p16=400000; iperf_seconds=3; loadgen_seconds=3; mem_hold=12
 else
     : "${rounds:=3}"
-    redis_n_p1=100000; redis_n_p16=1000000; iperf_seconds=4; loadgen_seconds=4; mem_hold=20
+    redis_n_p1=60000; redis_n_p16=600000; iperf_seconds=3; loadgen_seconds=3; mem_hold=20
 fi
 redis_clients=50
 redis_tests="set,get"
@@ -85,6 +89,9 @@ mem_sessions=5000
 
 # Ports: all on 127.0.0.1.
 p_redis=$((port_base + 0)); p_iperf=$((port_base + 1)); p_echo=$((port_base + 2))
+# iperf3 -s serves one test at a time and takes any connection as a client, so the relay's active
+# health probes would break tests of other variants on a shared server: each variant gets its own.
+p_iperf_ha=$((port_base + 3)); p_iperf_rl=$((port_base + 4))
 p_ha_redis=$((port_base + 10)); p_ha_iperf=$((port_base + 11)); p_ha_echo=$((port_base + 12)); p_ha_mem=$((port_base + 13))
 p_rl_redis=$((port_base + 15)); p_rl_iperf=$((port_base + 16)); p_rl_echo=$((port_base + 17)); p_rl_mem=$((port_base + 18))
 p_rl_admin=$((port_base + 19)); p_rl_mem_admin=$((port_base + 14))
@@ -198,7 +205,7 @@ read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { e
 if [[ $((port_base + 19)) -ge $eph_lo && $port_base -le $eph_hi ]]; then
     log "warning: ports $port_base-$((port_base + 19)) overlap the ephemeral range $eph_lo-$eph_hi; a listener may find its port taken by an outgoing connection"
 fi
-for port in $p_redis $p_iperf $p_echo $p_ha_redis $p_ha_iperf $p_ha_echo $p_ha_mem $p_rl_redis $p_rl_iperf $p_rl_echo $p_rl_mem $p_rl_admin $p_rl_mem_admin; do
+for port in $p_redis $p_iperf $p_iperf_ha $p_iperf_rl $p_echo $p_ha_redis $p_ha_iperf $p_ha_echo $p_ha_mem $p_rl_redis $p_rl_iperf $p_rl_echo $p_rl_mem $p_rl_admin $p_rl_mem_admin; do
     listening "$port" && die "port $port is already in use on this machine; pick another --port-base"
 done
 
@@ -209,7 +216,9 @@ if [[ $build -eq 1 ]]; then
     log "building relay-loadgen (Release)"
     dotnet build -c Release "$repo/perf/Relay.LoadGen/Relay.LoadGen.csproj" >"$work/build-loadgen.log" 2>&1 \
         || { tail -20 "$work/build-loadgen.log" >&2; die "relay-loadgen does not build"; }
-    if [[ $skip_relay -eq 0 && "$relay_bin" == "$repo/src/Relay/bin/Release/net10.0/relay" ]]; then
+    if [[ $skip_relay -eq 0 && -n "$relay_rev" ]]; then
+        :  # built below, with or without --no-build
+    elif [[ $skip_relay -eq 0 && "$relay_bin" == "$repo/src/Relay/bin/Release/net10.0/relay" ]]; then
         log "building relay (Release)"
         if ! dotnet build -c Release "$repo/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
             relay_state="does not build (dotnet build -c Release src/Relay/Relay.csproj failed)"
@@ -218,19 +227,36 @@ if [[ $build -eq 1 ]]; then
         fi
     fi
 fi
+if [[ $skip_relay -eq 0 && -n "$relay_rev" ]]; then
+    log "building relay from $relay_rev ($(git -C "$repo" rev-parse --short "$relay_rev" 2>/dev/null || echo '?')) in $work/src"
+    mkdir -p "$work/src"
+    if ! git -C "$repo" archive "$relay_rev" | tar -x -C "$work/src"; then
+        relay_state="cannot export revision $relay_rev"
+    elif ! dotnet build -c Release "$work/src/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
+        relay_state="does not build at $relay_rev"
+        grep -E "error" "$work/build-relay.log" | sort -u | head -5 >&2 || true
+    fi
+    relay_bin="$work/src/src/Relay/bin/Release/net10.0/relay"
+    relay_rev="$relay_rev = $(git -C "$repo" rev-parse --short "$relay_rev" 2>/dev/null || echo "?")"
+fi
 [[ -x "$loadgen_bin" ]] || die "relay-loadgen not found at $loadgen_bin (build it, or drop --no-build)"
 
 # ---------------------------------------------------------------- servers (CPU 0)
-log "starting redis-server :$p_redis, iperf3 -s :$p_iperf, echo backend :$p_echo (pinned: $([[ $pin -eq 1 ]] && echo "load CPU $load_cpu, proxy CPU $proxy_cpu" || echo no))"
+log "starting redis-server :$p_redis, iperf3 -s :$p_iperf :$p_iperf_ha :$p_iperf_rl, echo backend :$p_echo (pinned: $([[ $pin -eq 1 ]] && echo "load CPU $load_cpu, proxy CPU $proxy_cpu" || echo no))"
 $(on_cpu $load_cpu) redis-server --port "$p_redis" --bind 127.0.0.1 --save '' --appendonly no \
     --protected-mode no --daemonize no --maxclients 10000 >"$work/redis.log" 2>&1 &
 pids+=($!); redis_pid=$!
-$(on_cpu $load_cpu) iperf3 -s -B 127.0.0.1 -p "$p_iperf" >"$work/iperf3-server.log" 2>&1 &
-pids+=($!); iperf_pid=$!
+iperf_pids=()
+for port in $p_iperf $p_iperf_ha $p_iperf_rl; do
+    $(on_cpu $load_cpu) iperf3 -s -B 127.0.0.1 -p "$port" >"$work/iperf3-server-$port.log" 2>&1 &
+    pids+=($!); iperf_pids+=($!)
+done
 env DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 $(on_cpu $load_cpu) "$loadgen_bin" --serve "127.0.0.1:$p_echo" --duration 3600 >"$work/echo.log" 2>&1 &
 pids+=($!); echo_pid=$!
 wait_listen "$p_redis" "$redis_pid" redis-server || die "redis-server did not start (see $work/redis.log)"
-wait_listen "$p_iperf" "$iperf_pid" "iperf3 -s" || die "iperf3 -s did not start"
+wait_listen "$p_iperf" "${iperf_pids[0]}" "iperf3 -s" || die "iperf3 -s did not start"
+wait_listen "$p_iperf_ha" "${iperf_pids[1]}" "iperf3 -s" || die "iperf3 -s did not start"
+wait_listen "$p_iperf_rl" "${iperf_pids[2]}" "iperf3 -s" || die "iperf3 -s did not start"
 wait_listen "$p_echo" "$echo_pid" "relay-loadgen --serve" || die "echo backend did not start"
 
 # ---------------------------------------------------------------- proxies (CPU 1)
@@ -293,14 +319,14 @@ start_relay() {
     relay_state="ok"
 }
 
-start_haproxy haproxy "$p_ha_redis" "$p_redis" "$p_ha_iperf" "$p_iperf" "$p_ha_echo" "$p_echo" \
+start_haproxy haproxy "$p_ha_redis" "$p_redis" "$p_ha_iperf" "$p_iperf_ha" "$p_ha_echo" "$p_echo" \
     || die "haproxy did not start (see $work/haproxy.log)"
 haproxy_pid=$started_pid
 
 variants=(direct haproxy)
 if [[ $skip_relay -eq 1 ]]; then
     relay_state="skipped (--skip-relay)"
-elif [[ "$relay_state" == "not tried" ]] && start_relay relay "$p_rl_admin" "$p_rl_redis" "$p_redis" "$p_rl_iperf" "$p_iperf" "$p_rl_echo" "$p_echo"; then
+elif [[ "$relay_state" == "not tried" ]] && start_relay relay "$p_rl_admin" "$p_rl_redis" "$p_redis" "$p_rl_iperf" "$p_iperf_rl" "$p_rl_echo" "$p_echo"; then
     relay_pid=$started_pid
     variants+=(relay)
     log "relay started (pid $relay_pid${relay_env[*]+, env ${relay_env[*]}})"
@@ -509,7 +535,7 @@ table=$(awk -F'\t' -v relay_state="$relay_state" -v relay_col="$relay_col" '
 
 header="Run $(date -u +'%Y-%m-%d %H:%M UTC') on $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); $pin_note; $rounds round(s), median per cell; ${elapsed}s of measurement; load average $load_start at start, $load_end at end.
 Tools: $(haproxy -v | head -1 | cut -d' ' -f1-3), $(redis-server --version | cut -d' ' -f1-3), $(iperf3 --version | head -1 | cut -d' ' -f1-2); redis-benchmark -c $redis_clients -t $redis_tests -n $redis_n_p1 (-P 1) / $redis_n_p16 (-P 16); iperf3 -t $iperf_seconds -O 1; idle test: $mem_sessions sessions with one 16-byte echo each, held ${mem_hold}s.
-Relay: $relay_state"
+Relay: $relay_state${relay_rev:+ (built from $relay_rev)}"
 
 echo
 echo "$header"
