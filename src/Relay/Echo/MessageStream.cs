@@ -1,0 +1,114 @@
+using System.Buffers;
+using System.IO.Hashing;
+
+namespace Relay.Echo;
+
+/// <summary>
+/// One direction of a session as a codec sees it: the pump feeds every byte it reads, in whatever
+/// chunks the socket gave it, and learns how many whole messages have passed, where the last one
+/// ended (the last splice point) and, with a <see cref="DigestLog"/>, the XxHash3 digest of each
+/// message (or raw window). Single-threaded, like the pump that owns it; allocates nothing per call.
+/// </summary>
+internal sealed class MessageStream
+{
+    private readonly MessageFramer _framer;
+    private readonly DigestLog? _digests;
+    private readonly XxHash3? _hash;
+
+    public MessageStream(MessageFramer framer, DigestLog? digests = null)
+    {
+        ArgumentNullException.ThrowIfNull(framer);
+        _framer = framer;
+        _digests = digests;
+        _hash = digests is null ? null : new XxHash3();
+    }
+
+    /// <summary>Bytes fed so far: the stream's absolute offset.</summary>
+    public long BytesFed { get; private set; }
+
+    /// <summary>Whole messages so far (raw: whole digest windows).</summary>
+    public long Messages { get; private set; }
+
+    /// <summary>RESP requests that the server answers with nothing (see <see cref="FrameStatus.SeparatorEnd"/>).</summary>
+    public long Separators { get; private set; }
+
+    /// <summary>Absolute offset just past the last whole message or separator.</summary>
+    public long LastBoundary { get; private set; }
+
+    /// <summary>
+    /// The last offset at which a shadow can take the stream over: <see cref="BytesFed"/> for raw,
+    /// <see cref="LastBoundary"/> for message codecs. A response pump forwards up to here and holds
+    /// the rest (at most one partial message, bounded by the codec's maximum).
+    /// </summary>
+    public long SplicePoint => _framer.EveryByteIsSplicePoint ? BytesFed : LastBoundary;
+
+    public FramingError Error => _framer.Error;
+
+    /// <summary>Absolute offset of the byte the codec refused (or where the size limit was crossed).</summary>
+    public long ErrorOffset { get; private set; } = -1;
+
+    public DigestLog? Digests => _digests;
+
+    /// <summary>Feeds the next bytes of the stream; false once the stream is malformed.</summary>
+    public bool Feed(ReadOnlySpan<byte> data)
+    {
+        while (true)
+        {
+            var status = _framer.Advance(data, out var consumed);
+            _hash?.Append(data[..consumed]);
+            BytesFed += consumed;
+            switch (status)
+            {
+                case FrameStatus.NeedMore:
+                    return true;
+                case FrameStatus.MessageEnd:
+                    Messages++;
+                    LastBoundary = BytesFed;
+                    if (_hash is not null)
+                    {
+                        _digests!.Append(BytesFed, _hash.GetCurrentHashAsUInt64());
+                        _hash.Reset();
+                    }
+
+                    break;
+                case FrameStatus.SeparatorEnd:
+                    Separators++;
+                    LastBoundary = BytesFed;
+                    _hash?.Reset();
+                    break;
+                default:
+                    if (ErrorOffset < 0)
+                    {
+                        ErrorOffset = BytesFed;
+                    }
+
+                    return false;
+            }
+
+            data = data[consumed..];
+            if (data.IsEmpty)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <inheritdoc cref="Feed(ReadOnlySpan{byte})"/>
+    public bool Feed(in ReadOnlySequence<byte> data)
+    {
+        if (data.IsSingleSegment)
+        {
+            return Feed(data.FirstSpan);
+        }
+
+        foreach (var segment in data)
+        {
+            if (!Feed(segment.Span))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}
