@@ -1,0 +1,191 @@
+namespace Relay.Echo;
+
+/// <summary>Where one shadow stands for one session (DESIGN.md "Echo").</summary>
+internal enum ShadowState : byte
+{
+    /// <summary>Behind the log by more than the policy's lag bound, or not acked yet.</summary>
+    Syncing,
+
+    /// <summary>Within the lag bound, and every compared digest matched: may take the session over.</summary>
+    Ready,
+
+    /// <summary>A digest differed: this shadow may never take this session over. Terminal.</summary>
+    Diverged,
+
+    /// <summary>No ack for the policy's timeout (recovers when acks resume), or evicted from the log (terminal).</summary>
+    Lost,
+}
+
+/// <summary>The part of an echo policy a tracker enforces.</summary>
+/// <param name="MaxLagBytes">Ready needs the shadow within this many input bytes of the log's end.</param>
+/// <param name="MaxLagMessages">With a message codec, also within this many request messages; 0 turns the check off.</param>
+/// <param name="AckTimeout">Lost after this long without an ack.</param>
+internal sealed record ShadowPolicy(long MaxLagBytes, long MaxLagMessages, TimeSpan AckTimeout)
+{
+    public static ShadowPolicy Default { get; } = new(64 * 1024, 0, TimeSpan.FromSeconds(3));
+
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxLagBytes, nameof(MaxLagBytes));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxLagMessages, nameof(MaxLagMessages));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AckTimeout, TimeSpan.Zero, nameof(AckTimeout));
+    }
+}
+
+/// <summary>A change of a shadow's state, with the reason the API and the log show.</summary>
+internal readonly record struct ShadowStateChange(ShadowState From, ShadowState To, string Reason, DateTimeOffset At);
+
+/// <summary>
+/// The state of one (session, shadow) pair, from what the relay learns: how far the log has grown,
+/// the shadow's acks (how far it has applied the log, and how its output's digests compared), and
+/// time. Each input re-evaluates the state and returns true when it changed
+/// (<see cref="LastChange"/> says how); the echo shipper also calls <see cref="Evaluate"/> on its
+/// tick so that silence turns into Lost. Single-threaded: the shipper owns it.
+/// </summary>
+internal sealed class ShadowSessionTracker
+{
+    private readonly ShadowPolicy _policy;
+    private readonly TimeProvider _time;
+    private long _lastAckTimestamp;
+    private bool _acked;
+    private string? _evictedReason;
+
+    public ShadowSessionTracker(ShadowPolicy policy, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(time);
+        policy.Validate();
+        _policy = policy;
+        _time = time;
+        _lastAckTimestamp = time.GetTimestamp();
+        Reason = "waiting for the shadow's first ack";
+        LastChange = new ShadowStateChange(ShadowState.Syncing, ShadowState.Syncing, Reason, time.GetUtcNow());
+    }
+
+    public ShadowState State { get; private set; } = ShadowState.Syncing;
+
+    public string Reason { get; private set; }
+
+    public ShadowStateChange LastChange { get; private set; }
+
+    public long LogBytes { get; private set; }
+
+    public long LogMessages { get; private set; }
+
+    public long AckedBytes { get; private set; }
+
+    public long AckedMessages { get; private set; }
+
+    public long LagBytes => Math.Max(0, LogBytes - AckedBytes);
+
+    public long LagMessages => Math.Max(0, LogMessages - AckedMessages);
+
+    public DigestStatus Digests { get; private set; } = DigestStatus.Match;
+
+    /// <summary>The first message whose digest differed, or -1.</summary>
+    public long DivergedIndex { get; private set; } = -1;
+
+    public TimeSpan SinceLastAck => _time.GetElapsedTime(_lastAckTimestamp);
+
+    /// <summary>The log grew (the pump appended): lag is measured against this.</summary>
+    public bool OnLogAdvanced(long logBytes, long logMessages)
+    {
+        LogBytes = Math.Max(LogBytes, logBytes);
+        LogMessages = Math.Max(LogMessages, logMessages);
+        return Evaluate();
+    }
+
+    /// <summary>
+    /// An ack from the shadow's agent: it has applied the log up to these positions, and its
+    /// output's digests compare as <paramref name="digests"/>. Positions never move back; a stale
+    /// ack still counts as a sign of life.
+    /// </summary>
+    public bool OnAck(long ackedBytes, long ackedMessages, DigestStatus digests, long divergedIndex = -1)
+    {
+        _acked = true;
+        _lastAckTimestamp = _time.GetTimestamp();
+        AckedBytes = Math.Max(AckedBytes, ackedBytes);
+        AckedMessages = Math.Max(AckedMessages, ackedMessages);
+        if (Digests != DigestStatus.Diverged)
+        {
+            Digests = digests;
+            DivergedIndex = digests == DigestStatus.Diverged ? divergedIndex : -1;
+        }
+
+        return Evaluate();
+    }
+
+    /// <summary>The echo log trimmed past this shadow's ack (<see cref="EchoLog.IsEvicted"/>).</summary>
+    public bool OnEvicted(string reason)
+    {
+        _evictedReason ??= reason;
+        return Evaluate();
+    }
+
+    /// <summary>Re-derives the state from the inputs and the clock; true when it changed.</summary>
+    public bool Evaluate()
+    {
+        var (state, reason) = Decide();
+        if (state == State && reason == Reason)
+        {
+            return false;
+        }
+
+        var changed = state != State;
+        if (changed)
+        {
+            LastChange = new ShadowStateChange(State, state, reason, _time.GetUtcNow());
+        }
+
+        State = state;
+        Reason = reason;
+        return changed;
+    }
+
+    private (ShadowState, string) Decide()
+    {
+        if (State == ShadowState.Diverged)
+        {
+            return (State, Reason);
+        }
+
+        if (Digests == DigestStatus.Diverged)
+        {
+            return (ShadowState.Diverged, DivergedIndex >= 0
+                ? $"the digest of response {DivergedIndex} differs from the primary's"
+                : "a response digest differs from the primary's");
+        }
+
+        if (_evictedReason is not null)
+        {
+            return (ShadowState.Lost, _evictedReason);
+        }
+
+        var silence = SinceLastAck;
+        if (silence > _policy.AckTimeout)
+        {
+            return (ShadowState.Lost, _acked
+                ? $"no ack for {silence.TotalMilliseconds:F0} ms (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)"
+                : $"no ack since the shadow was added {silence.TotalMilliseconds:F0} ms ago (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)");
+        }
+
+        if (!_acked)
+        {
+            return (ShadowState.Syncing, "waiting for the shadow's first ack");
+        }
+
+        if (LagBytes > _policy.MaxLagBytes)
+        {
+            return (ShadowState.Syncing, $"behind the log by {LagBytes} bytes (bound {_policy.MaxLagBytes})");
+        }
+
+        if (_policy.MaxLagMessages > 0 && LagMessages > _policy.MaxLagMessages)
+        {
+            return (ShadowState.Syncing, $"behind the log by {LagMessages} messages (bound {_policy.MaxLagMessages})");
+        }
+
+        return (ShadowState.Ready, Digests == DigestStatus.Pending
+            ? "within the lag bound; its output is still catching up with the primary's digests"
+            : "within the lag bound and every compared digest matched");
+    }
+}
