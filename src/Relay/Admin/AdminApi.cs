@@ -2,13 +2,14 @@ using Prometheus;
 using Relay.Clusters;
 using Relay.Diagnostics;
 using Relay.L4;
+using Relay.L7;
 
 namespace Relay.Admin;
 
 /// <summary>The admin REST API: read-only views of endpoints and sessions, health, readiness and metrics.</summary>
 internal static class AdminApi
 {
-    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, AdminToken token, ILogger logger)
+    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, L7Host l7, AdminToken token, ILogger logger)
     {
         // Health and readiness stay open so that a load balancer or an orchestrator can probe them
         // without the token; everything else needs it.
@@ -52,7 +53,7 @@ internal static class AdminApi
         app.MapGet("/healthz", () => Results.Text("ok\n"));
         app.MapGet("/readyz", () =>
         {
-            var problems = Readiness(runtime, listeners);
+            var problems = Readiness(runtime, listeners, l7);
             return problems.Count == 0
                 ? Results.Text("ready\n")
                 : Results.Text("not ready:\n" + string.Join("\n", problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
@@ -60,10 +61,11 @@ internal static class AdminApi
 
         app.MapGet("/api/routes", () =>
         {
-            var bound = listeners.BoundAddresses;
+            var bound = listeners.BoundAddresses.Concat(l7.BoundAddresses).ToDictionary();
             return runtime.Snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new
             {
                 name = r.Name,
+                protocol = r.Protocol == Configuration.RouteProtocol.Http ? "http" : "tcp",
                 listen = bound.TryGetValue(r.Name, out var address) ? address.ToString() : null,
                 cluster = r.Cluster,
                 maxSessions = r.MaxSessions,
@@ -101,13 +103,36 @@ internal static class AdminApi
             ? Results.Json(SessionView(session, runtime.TimeProvider))
             : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound));
 
+        // L7 (issue 6): per-route request, retry, affinity and mirror state, and the L7 sessions.
+        app.MapGet("/api/l7/routes", () => l7.RouteViews());
+        app.MapGet("/api/l7/routes/{name}", (string name) => l7.RouteView(name) is { } view
+            ? Results.Json(view)
+            : Results.Json(new { error = $"no HTTP route \"{name}\"" }, statusCode: StatusCodes.Status404NotFound));
+        app.MapGet("/api/l7/sessions", (string? route, string? endpoint, int? limit) => l7.SessionViews(route, endpoint, Math.Clamp(limit ?? 1000, 1, 100_000)));
+
+        // Drain: the endpoint takes no new sessions (L4) and its L7 sessions move on their next request.
+        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, id, true));
+        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, id, false));
+
         app.MapMetrics("/metrics", runtime.Metrics.Registry);
     }
 
-    internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners)
+    private static IResult SetDraining(RelayRuntime runtime, string id, bool draining)
+    {
+        var endpoint = runtime.FindEndpoint(id);
+        if (endpoint is null)
+        {
+            return Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound);
+        }
+
+        endpoint.Draining = draining;
+        return Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp()));
+    }
+
+    internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners, L7Host l7)
     {
         var problems = new List<string>();
-        var bound = listeners.BoundAddresses;
+        var bound = listeners.BoundAddresses.Concat(l7.BoundAddresses).ToDictionary();
         var snapshot = runtime.Snapshot;
         var now = runtime.TimeProvider.GetTimestamp();
         foreach (var route in snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal))
@@ -136,6 +161,7 @@ internal static class AdminApi
         health = e.Health(now) == EndpointHealth.Healthy ? "healthy" : "unhealthy",
         probesPassing = e.ActiveHealthy,
         ejected = e.IsEjected(now),
+        draining = e.Draining,
         activeSessions = e.ActiveSessions,
         totalSessions = e.TotalSessions,
         connectFailures = e.ConnectFailures,

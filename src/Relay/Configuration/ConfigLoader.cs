@@ -161,7 +161,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            CheckKeys(element, path, "listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout", "protocol", .. s_httpRouteKeys);
+            CheckKeys(element, path, ["listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout", "protocol", .. s_httpRouteKeys]);
             IPEndPoint? listen = null;
             if (element.TryGetProperty("listen", out var listenElement))
             {

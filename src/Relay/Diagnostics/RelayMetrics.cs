@@ -30,6 +30,21 @@ public sealed class RelayMetrics
         HealthTransitions = factory.CreateCounter("relay_endpoint_health_transitions_total", "Endpoint health changes.", "cluster", "endpoint", "to");
         ConfigReloads = factory.CreateCounter("relay_config_reloads_total", "Configuration reloads, by result.", "result");
         AdminUnauthorized = factory.CreateCounter("relay_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.");
+
+        // L7 (issue 6).
+        HttpRequests = factory.CreateCounter("relay_http_requests_total", "HTTP requests proxied, by status class (1xx-5xx, or error when no response was sent).", "route", "status");
+        HttpRequestDuration = factory.CreateHistogram("relay_http_request_duration_seconds", "HTTP request duration at the relay, retries included.", new HistogramConfiguration
+        {
+            LabelNames = ["route"],
+            Buckets = Histogram.ExponentialBuckets(0.0001, 4, 10),
+        });
+        HttpRetries = factory.CreateCounter("relay_http_retries_total", "Upstream attempts retried on another endpoint, by why the previous one failed.", "route", "reason");
+        HttpFailures = factory.CreateCounter("relay_http_failures_total", "Requests that failed upstream and were answered with an error, by reason (not_retryable, budget, attempts, no_endpoint, response).", "route", "reason");
+        HttpMirror = factory.CreateCounter("relay_http_mirror_total", "Copies for shadows, by result (queued, dropped, skipped_body, sent, error).", "route", "shadow", "result");
+        HttpMirrorCompare = factory.CreateCounter("relay_http_mirror_compare_total", "Primary vs shadow comparisons, by result (match, status, headers, body, error).", "route", "shadow", "result");
+        HttpShadowConsistent = factory.CreateGauge("relay_http_shadow_consistent", "1 when the shadow's recent responses matched the primary's, 0 when not, -1 while too few were compared.", "route", "shadow");
+        HttpAffinitySessions = factory.CreateGauge("relay_http_affinity_sessions", "L7 sessions (affinity keys) remembered now.", "route");
+        HttpAffinityMoves = factory.CreateCounter("relay_http_affinity_moves_total", "L7 sessions moved to another endpoint, by target kind (shadow, cluster).", "route", "to");
     }
 
     public CollectorRegistry Registry { get; }
@@ -59,4 +74,22 @@ public sealed class RelayMetrics
     public Counter ConfigReloads { get; }
 
     public Counter AdminUnauthorized { get; }
+
+    public Counter HttpRequests { get; }
+
+    public Histogram HttpRequestDuration { get; }
+
+    public Counter HttpRetries { get; }
+
+    public Counter HttpFailures { get; }
+
+    public Counter HttpMirror { get; }
+
+    public Counter HttpMirrorCompare { get; }
+
+    public Gauge HttpShadowConsistent { get; }
+
+    public Gauge HttpAffinitySessions { get; }
+
+    public Counter HttpAffinityMoves { get; }
 }

@@ -7,6 +7,7 @@ using Relay.Configuration;
 using Relay.Diagnostics;
 using Relay.Health;
 using Relay.L4;
+using Relay.L7;
 
 namespace Relay.Hosting;
 
@@ -20,6 +21,7 @@ public sealed class RelayApp : IAsyncDisposable
     private readonly RelayRuntime _runtime;
     private readonly L4Handler _handler;
     private readonly L4ListenerManager _listeners;
+    private readonly L7Host _l7;
     private readonly UpstreamConnector _connector;
     private readonly ActiveHealthProber _prober;
     private readonly AdminToken _token;
@@ -51,7 +53,8 @@ public sealed class RelayApp : IAsyncDisposable
         _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>());
         _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
         _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());
-        AdminApi.Map(web, _runtime, _listeners, token, _logger);
+        _l7 = new L7Host(_runtime, config.Tuning, web.Services, loggerFactory);
+        AdminApi.Map(web, _runtime, _listeners, _l7, token, _logger);
     }
 
     public RelayRuntime Runtime => _runtime;
@@ -65,7 +68,9 @@ public sealed class RelayApp : IAsyncDisposable
     /// <summary>The admin API's base address once started, or null when it is disabled.</summary>
     public Uri? AdminAddress { get; private set; }
 
-    public IReadOnlyDictionary<string, IPEndPoint> RouteAddresses => _listeners.BoundAddresses;
+    public IReadOnlyDictionary<string, IPEndPoint> RouteAddresses => _listeners.BoundAddresses.Concat(_l7.BoundAddresses).ToDictionary(StringComparer.Ordinal);
+
+    public L7Host L7 => _l7;
 
     /// <summary>Builds a relay from a validated configuration. Fails with a clear message, never half-built.</summary>
     public static RelayApp Create(RelayConfig config, RelayAppOptions? options = null)
@@ -113,7 +118,8 @@ public sealed class RelayApp : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         var config = _runtime.Snapshot.Config;
-        var errors = new List<string>(await _listeners.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
+        var errors = new List<string>(await _listeners.ApplyAsync(L7Host.TcpOnly(config), cancellationToken).ConfigureAwait(false));
+        errors.AddRange(await _l7.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
         if (errors.Count == 0 && config.Admin.Listen is not null)
         {
             try
@@ -132,10 +138,12 @@ public sealed class RelayApp : IAsyncDisposable
         if (errors.Count > 0)
         {
             await _listeners.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+            await _l7.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
             throw new RelayStartException(errors);
         }
 
         _prober.Start();
+        _l7.Start();
         _background.Add(Task.Run(() => SweepIdleAsync(_stop.Token), CancellationToken.None));
         if (_configPath is not null)
         {
@@ -150,8 +158,9 @@ public sealed class RelayApp : IAsyncDisposable
     {
         var current = _runtime.Snapshot.Config;
         _runtime.Apply(config);
-        var errors = await _listeners.ApplyAsync(config, cancellationToken).ConfigureAwait(false);
+        var errors = await _listeners.ApplyAsync(L7Host.TcpOnly(config), cancellationToken).ConfigureAwait(false);
         var notes = new List<string>(errors);
+        notes.AddRange(await _l7.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
         if (!Equals(current.Admin, config.Admin) || !Equals(current.Tuning, config.Tuning))
         {
             notes.Add("admin and tuning changes take effect at the next restart");
@@ -171,7 +180,7 @@ public sealed class RelayApp : IAsyncDisposable
         var drain = drainTimeout ?? _runtime.Snapshot.Config.Shutdown.DrainTimeout;
         _handler.BeginShutdown();
         RelayLog.DrainStarted(_logger, drain.TotalSeconds, _runtime.Sessions.Count);
-        await _listeners.StopAsync(drain).ConfigureAwait(false);
+        await Task.WhenAll(_listeners.StopAsync(drain), _l7.StopAsync(drain)).ConfigureAwait(false);
         RelayLog.DrainFinished(_logger, _runtime.Sessions.Count);
         await _stop.CancelAsync().ConfigureAwait(false);
         foreach (var task in _background)
@@ -198,6 +207,7 @@ public sealed class RelayApp : IAsyncDisposable
         await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         await _web.DisposeAsync().ConfigureAwait(false);
         await _listeners.DisposeAsync().ConfigureAwait(false);
+        await _l7.DisposeAsync().ConfigureAwait(false);
         _connector.Dispose();
         _token.DeleteGenerated();
         _stop.Dispose();
