@@ -54,7 +54,9 @@ public sealed class L4Handler
         {
             var cluster = snapshot.Clusters[route.Cluster];
             var session = new L4Session(_runtime.NextSessionId(), routeName, client, _runtime.TimeProvider);
-            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, client.ConnectionClosed).ConfigureAwait(false);
+            // Not client.ConnectionClosed: it fires on the client's FIN too, and a client that sends
+            // its request and half-closes at once must still get its answer. The connect timeout bounds it.
+            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, CancellationToken.None).ConfigureAwait(false);
             if (upstream is null || endpoint is null)
             {
                 Reject(client, routeName, failure);
@@ -94,7 +96,7 @@ public sealed class L4Handler
     }
 
     private async ValueTask<(ConnectionContext? Upstream, EndpointState? Endpoint, RelayError Failure)> ConnectAsync(
-        L4Session session, RouteConfig route, ClusterState cluster, CancellationToken clientClosed)
+        L4Session session, RouteConfig route, ClusterState cluster, CancellationToken cancellationToken)
     {
         var attempts = Math.Min(cluster.Config.ConnectAttempts, Math.Max(1, cluster.Endpoints.Length));
         var tried = new EndpointState?[attempts];
@@ -108,7 +110,7 @@ public sealed class L4Handler
             }
 
             tried[attempt] = endpoint;
-            var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, clientClosed).ConfigureAwait(false);
+            var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, cancellationToken).ConfigureAwait(false);
             if (result.Connection is not null)
             {
                 endpoint.ConnectSucceeded();
