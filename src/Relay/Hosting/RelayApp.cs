@@ -102,6 +102,8 @@ public sealed class RelayApp : IAsyncDisposable
 
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        // YARP's forwarder logs every request at Information; L7 logs its own events (1100-1199).
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -23,6 +23,7 @@ internal sealed partial class L7Proxy
     private readonly IHttpForwarder _forwarder;
     private readonly L7Invokers _invokers;
     private readonly ILogger _logger;
+    private static readonly RequestState s_noState = new();
     private readonly L7Transformer _transformer = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<EndpointState, string> _prefixes = new();
 
@@ -52,7 +53,7 @@ internal sealed partial class L7Proxy
         }
 
         var now = time.GetTimestamp();
-        var state = new RequestState();
+        var state = route.Affinity is null && route.Shadows.IsEmpty ? s_noState : new RequestState();
         var session = route.Affinity is { } table ? ResolveSession(context, table, cluster, state, now) : null;
 
         var mirror = http.Mirror;

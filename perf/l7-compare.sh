@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# perf/l7-compare.sh: HTTP/1.1 requests/s and latency with wrk, in one run on this machine, against
+# a small static response: direct to the backend, through HAProxy (mode http), through Relay's L7
+# route, and through a Relay L7 route that mirrors every request to one shadow. Prints a markdown
+# table with the ratios. See docs/benchmarks.md ("L7 HTTP relay against HAProxy").
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+usage() {
+    cat <<'EOF'
+Usage: perf/l7-compare.sh [options]
+
+  --duration S        seconds per measured wrk run (default 10)
+  --rounds N          rounds over all variants; each cell is the median (default 3)
+  --connections N     wrk connections (default 64)
+  --threads N         wrk threads (default 2)
+  --unpinned          do not pin with taskset (default: proxy on CPU 1; wrk and backends on CPU 0)
+  --no-build          use the existing Release builds of relay and of perf/l7-backend.cs
+  --relay-env K=V     extra environment for the relay (repeatable)
+  --mirror-concurrency N  copies in flight to the shadow (route mirror.concurrency, default 64)
+  --port-base N       first of the 8 loopback ports used (default 21400)
+  --out FILE          also write the table to FILE
+  --keep-logs         keep the temporary directory with every process's log
+  -h, --help          this text
+
+The backend is perf/l7-backend.cs, a Kestrel app with no middleware that answers every request
+with the same 31-byte text body (run as a .NET 10 file-based app). The shadow of the mirroring
+run is a second instance of it. Needs wrk, haproxy, taskset, ss, dotnet; when run as root and wrk
+or haproxy is missing, installs it with apt-get.
+EOF
+}
+
+duration=10
+rounds=3
+connections=64
+threads=2
+pin=1
+build=1
+relay_env=()
+port_base=21400
+mirror_concurrency=64
+out_file=""
+keep_logs=0
+
+die() { echo "l7-compare.sh: $*" >&2; exit 2; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --duration) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--duration needs seconds"; duration="$2"; shift ;;
+        --rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive whole number"; rounds="$2"; shift ;;
+        --connections) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--connections needs a number"; connections="$2"; shift ;;
+        --threads) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--threads needs a number"; threads="$2"; shift ;;
+        --unpinned) pin=0 ;;
+        --no-build) build=0 ;;
+        --relay-env) [[ $# -ge 2 && "$2" == *=* ]] || die "--relay-env needs K=V"; relay_env+=("$2"); shift ;;
+        --mirror-concurrency) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--mirror-concurrency needs a number"; mirror_concurrency="$2"; shift ;;
+        --port-base) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--port-base needs a port"; port_base="$2"; shift ;;
+        --out) [[ $# -ge 2 ]] || die "--out needs a file"; out_file="$2"; shift ;;
+        --keep-logs) keep_logs=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [[ ${#need[@]} -gt 0 ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get install -y "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+    else
+        die "missing ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root"
+    fi
+fi
+for tool in taskset ss awk curl dotnet; do command -v "$tool" >/dev/null || die "missing $tool"; done
+on_cpu() { if [[ $pin -eq 1 ]]; then echo "taskset -c $1"; fi; }
+client_cpu=0
+proxy_cpu=1
+
+relay_bin="$repo/src/Relay/bin/Release/net10.0/relay"
+backend_out="$repo/perf/bin/l7-backend"
+if [[ $build -eq 1 ]]; then
+    echo "building relay and the backend (Release)..." >&2
+    dotnet build -c Release "$repo/src/Relay" -v quiet -nologo >/dev/null || die "relay build failed"
+    dotnet build -c Release "$repo/perf/l7-backend.cs" -o "$backend_out" -v quiet -nologo >/dev/null || die "backend build failed"
+fi
+[[ -x "$relay_bin" ]] || die "no relay at $relay_bin (build it, or drop --no-build)"
+[[ -f "$backend_out/l7-backend.dll" ]] || die "no backend at $backend_out (drop --no-build)"
+
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+work="$(mktemp -d /tmp/l7-compare.XXXXXX)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ $keep_logs -eq 1 ]]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+p_backend=$port_base; p_shadow=$((port_base + 1)); p_haproxy=$((port_base + 2))
+p_relay=$((port_base + 3)); p_mirror=$((port_base + 4)); p_admin=$((port_base + 5))
+for p in $p_backend $p_shadow $p_haproxy $p_relay $p_mirror $p_admin; do
+    ss -Htln "sport = :$p" | grep -q . && die "port $p is in use (try --port-base)"
+done
+
+wait_listen() { # PORT PID NAME
+    for _ in $(seq 1 200); do
+        ss -Htln "sport = :$1" | grep -q . && return 0
+        kill -0 "$2" 2>/dev/null || { echo "$3 exited" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "$3 did not listen on $1" >&2; return 1
+}
+
+# ---------------------------------------------------------------- processes
+export DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1
+$(on_cpu $client_cpu) dotnet "$backend_out/l7-backend.dll" "$p_backend" >"$work/backend.log" 2>&1 &
+pids+=($!); wait_listen $p_backend $! backend || die "backend did not start"
+$(on_cpu $client_cpu) dotnet "$backend_out/l7-backend.dll" "$p_shadow" >"$work/shadow.log" 2>&1 &
+pids+=($!); wait_listen $p_shadow $! shadow || die "shadow backend did not start"
+
+cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 9000
+defaults
+    mode http
+    maxconn 9000
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+frontend web
+    bind 127.0.0.1:$p_haproxy
+    default_backend app
+backend app
+    server b1 127.0.0.1:$p_backend
+EOF
+$(on_cpu $proxy_cpu) haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!); wait_listen $p_haproxy $! haproxy || die "haproxy did not start (see $work/haproxy.log)"
+
+cat >"$work/relay.json" <<EOF
+{
+  "admin": { "listen": "127.0.0.1:$p_admin" },
+  "routes": {
+    "web": { "protocol": "http", "listen": "127.0.0.1:$p_relay", "cluster": "app" },
+    "web-mirror": { "protocol": "http", "listen": "127.0.0.1:$p_mirror", "cluster": "app",
+                    "mirror": { "shadows": ["sh"], "percent": 100, "concurrency": $mirror_concurrency } }
+  },
+  "clusters": {
+    "app": { "endpoints": { "b1": { "address": "127.0.0.1:$p_backend" } } },
+    "shadow": { "endpoints": { "sh": { "address": "127.0.0.1:$p_shadow" } } }
+  }
+}
+EOF
+export RELAY_ADMIN_TOKEN="l7-compare-$$"
+env "${relay_env[@]}" $(on_cpu $proxy_cpu) "$relay_bin" --config "$work/relay.json" >"$work/relay.out" 2>"$work/relay.log" &
+pids+=($!); relay_pid=$!
+wait_listen $p_relay $relay_pid relay || { tail -5 "$work/relay.log" >&2; die "relay did not start"; }
+wait_listen $p_mirror $relay_pid relay || die "relay did not start"
+
+# ---------------------------------------------------------------- measure
+to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else printf "nan" }'
+}
+
+run_wrk() { # PORT SECONDS -> "rps p50ms p99ms"
+    local out
+    out="$($(on_cpu $client_cpu) wrk -t"$threads" -c"$connections" -d"$2"s --latency "http://127.0.0.1:$1/" 2>&1)" || { echo "nan nan nan"; return; }
+    local errors rps p50 p99
+    errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")"
+    [[ -n "$errors" ]] && echo "port $1: $errors" >&2
+    rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+    p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+    echo "${rps:-nan} $p50 $p99"
+}
+
+median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+variants=(direct haproxy relay relay-mirror)
+declare -A port=([direct]=$p_backend [haproxy]=$p_haproxy [relay]=$p_relay [relay-mirror]=$p_mirror)
+declare -A samples
+echo "warming up (3 s each)..." >&2
+for v in "${variants[@]}"; do run_wrk "${port[$v]}" 3 >/dev/null; done
+for r in $(seq 1 "$rounds"); do
+    for v in "${variants[@]}"; do
+        result="$(run_wrk "${port[$v]}" "$duration")"
+        echo "round $r $v: $result" >&2
+        samples[$v]+="$result"$'\n'
+    done
+done
+
+metric() { curl -s -H "Authorization: Bearer $RELAY_ADMIN_TOKEN" "http://127.0.0.1:$p_admin/metrics" | awk -v k="$1" 'index($0, k " ") == 1 {print $2}'; }
+queued="$(metric 'relay_http_mirror_total{route="web-mirror",shadow="sh",result="queued"}')"
+dropped="$(metric 'relay_http_mirror_total{route="web-mirror",shadow="sh",result="dropped"}')"
+matched="$(metric 'relay_http_mirror_compare_total{route="web-mirror",shadow="sh",result="match"}')"
+relay_rss="$(awk '/VmHWM/ {print $2}' /proc/$relay_pid/status 2>/dev/null || echo nan)"
+
+declare -A rps p50 p99
+for v in "${variants[@]}"; do
+    rps[$v]="$(awk 'NF {print $1}' <<<"${samples[$v]}" | median)"
+    p50[$v]="$(awk 'NF {print $2}' <<<"${samples[$v]}" | median)"
+    p99[$v]="$(awk 'NF {print $3}' <<<"${samples[$v]}" | median)"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
+
+{
+    echo "| variant | requests/s | p50 ms | p99 ms | vs direct | vs HAProxy |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for v in "${variants[@]}"; do
+        printf '| %s | %.0f | %s | %s | %s | %s |\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "$(ratio "${rps[$v]}" "${rps[direct]}")" "$(ratio "${rps[$v]}" "${rps[haproxy]}")"
+    done
+    echo
+    echo "relay-mirror vs relay: requests/s $(ratio "${rps[relay-mirror]}" "${rps[relay]}"), p99 +$(awk -v a="${p99[relay-mirror]}" -v b="${p99[relay]}" 'BEGIN {printf "%.3f", a - b}') ms"
+    echo "mirror copies over the whole run (warm-up included): queued ${queued:-0}, dropped ${dropped:-0}, compared equal ${matched:-0}"
+    echo "relay peak RSS: ${relay_rss} KiB"
+    echo "wrk -t$threads -c$connections -d${duration}s --latency, median of $rounds round(s); $(nproc) CPUs, pinned=$pin (proxy CPU $proxy_cpu; wrk and backends CPU $client_cpu); load average before: $load_before"
+} | tee "${out_file:-/dev/null}"
