@@ -6,6 +6,7 @@ namespace Relay.Benchmarks.Predict;
 
 /// <summary>Per-sample update cost of each model (1,000 updates per invocation).</summary>
 [MemoryDiagnoser]
+[Config(typeof(PredictBenchmarkConfig))]
 public class ForecastBenchmarks
 {
     private const int Operations = 1000;

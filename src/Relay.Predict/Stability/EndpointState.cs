@@ -121,8 +121,11 @@ internal sealed class EndpointState
         {
             // Include the silence still open at the end of the bucket, so a pause shows before
             // the heartbeat that ends it arrives.
+            // Excess over the usual interval, so the 1 s pause limit means the same for 100 ms
+            // and 1 s heartbeats.
             var open = Math.Max(0.0, now - Phi.LastHeartbeatSeconds);
-            GapPeak.Update(Math.Max(MaxGap, Math.Min(open, 10.0)), now);
+            var usual = Phi.MeanIntervalSeconds;
+            GapPeak.Update(Math.Max(0.0, Math.Max(MaxGap, Math.Min(open, 10.0)) - usual), now);
             Pauses.Update(GapPeak.Value);
         }
 

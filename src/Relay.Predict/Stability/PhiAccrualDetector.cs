@@ -161,7 +161,10 @@ public sealed class PhiAccrualDetector
     }
 
     /// <summary>P(down | phi) with prior odds 10^-threshold: phi = threshold means even odds.</summary>
-    public static double ProbabilityDown(double phi, double threshold) => ForecastMath.Logistic((phi - threshold) * Math.Log(10.0));
+    public static double ProbabilityDown(double phi, double threshold)
+        => phi < threshold - 17 ? 0.0 : ForecastMath.Logistic((phi - threshold) * Ln10);
+
+    private const double Ln10 = 2.302585092994046;
 
     private void Add(double interval)
     {

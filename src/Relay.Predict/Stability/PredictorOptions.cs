@@ -99,7 +99,7 @@ public sealed record PredictorOptions
 
     public double OutlierMinExcessSeconds { get; init; } = PredictorDefaults.OutlierMinExcessSeconds;
 
-    /// <summary>A heartbeat gap this long counts as an interruption (growing-pause forecast).</summary>
+    /// <summary>A heartbeat gap this much longer than the usual interval counts as an interruption (growing-pause forecast).</summary>
     public double PauseLimitSeconds { get; init; } = PredictorDefaults.PauseLimitSeconds;
 
     /// <summary>A gap between two evaluations longer than this is a clock jump.</summary>

@@ -229,8 +229,9 @@ public sealed class SessionTable
 
         if (s.SawBytes)
         {
-            var elapsed = Math.Max(bucket, now - s.BucketStart);
-            var rate = s.Bytes / elapsed;
+            // Bytes are reported only while there is demand, so the rate is per bucket that had
+            // reports, not spread over idle time in between.
+            var rate = s.Bytes / bucket;
             s.Throughput.Update(rate);
             s.Baseline.Update(rate, now);
         }
