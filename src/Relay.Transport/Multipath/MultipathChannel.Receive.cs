@@ -97,7 +97,7 @@ public sealed partial class MultipathChannel
         return true;
     }
 
-    private static void ReleaseReceived(ReceivedBlock block)
+    private void ReleaseReceived(ReceivedBlock block)
     {
         if (!ReferenceEquals(block.RawOwner, block.Buffer))
         {
@@ -389,7 +389,7 @@ public sealed partial class MultipathChannel
                 var raw = Rent(rawLength);
                 if (!BatchCompressor.TryDecompress(content.Slice(WireFormat.BlockHeaderBytes, bodyLength), raw, rawLength))
                 {
-                    System.Buffers.ArrayPool<byte>.Shared.Return(raw);
+                    _buffers.Return(raw);
                     problem = "LZ4 body does not decode";
                 }
                 else

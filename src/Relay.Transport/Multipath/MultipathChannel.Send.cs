@@ -15,6 +15,7 @@ public sealed partial class MultipathChannel
     private readonly AsyncSignal _windowSignal = new();
     private readonly byte[] _batch;
     private readonly byte[] _compressed;
+    private readonly BatchCompressor _compressor = new();
     private readonly SentBlock[] _sent;
     private readonly ReedSolomon?[,] _encoders;
     private readonly byte[] _plain;
@@ -140,7 +141,7 @@ public sealed partial class MultipathChannel
         ReleaseSent(block);
 
         var raw = _batch.AsSpan(0, _batchLength);
-        var compressedLength = _options.EnableCompression ? BatchCompressor.TryCompress(raw, _compressed) : 0;
+        var compressedLength = _options.EnableCompression ? _compressor.TryCompress(raw, _compressed) : 0;
         var body = compressedLength > 0 ? _compressed.AsSpan(0, compressedLength) : raw;
         var s = _shardBytes;
         var k = (WireFormat.BlockHeaderBytes + body.Length + s - 1) / s;
@@ -510,7 +511,7 @@ public sealed partial class MultipathChannel
         _counters.RetransmittedShards += count;
     }
 
-    private static void ReleaseSent(SentBlock block)
+    private void ReleaseSent(SentBlock block)
     {
         block.InFlight = false;
         Return(ref block.Buffer);

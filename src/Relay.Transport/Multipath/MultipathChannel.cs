@@ -1,4 +1,3 @@
-using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Relay.Transport.Crypto;
@@ -35,6 +34,7 @@ public sealed partial class MultipathChannel : IAsyncDisposable
     private readonly Task _timerLoop;
     private readonly int _shardBytes;
     private readonly ChannelMeter _meter;
+    private readonly BlockBufferPool _buffers;
     private int _disposed;
     private volatile bool _closed;
 
@@ -63,6 +63,9 @@ public sealed partial class MultipathChannel : IAsyncDisposable
         }
 
         _sealer = new PacketProtector(options.Aead, keys.Send(isClient));
+        _buffers = new BlockBufferPool(
+            (options.MaxDataShards + options.MaxParityShards) * options.ShardBytes,
+            options.SendWindowBlocks + (2 * options.ReceiveWindowBlocks) + 8);
 
         // Send side.
         _batch = new byte[options.MaxBatchBytes];
@@ -214,6 +217,8 @@ public sealed partial class MultipathChannel : IAsyncDisposable
             {
                 ReleaseSent(block);
             }
+
+            _compressor.Dispose();
         }
 
         lock (_recvLock)
@@ -245,13 +250,13 @@ public sealed partial class MultipathChannel : IAsyncDisposable
     /// <summary>The full block id nearest <paramref name="reference"/> whose low 32 bits are <paramref name="wire"/>.</summary>
     private static long ExpandId(uint wire, long reference) => reference + (int)(wire - (uint)reference);
 
-    private static byte[] Rent(int length) => ArrayPool<byte>.Shared.Rent(length);
+    private byte[] Rent(int length) => _buffers.Rent(length);
 
-    private static void Return(ref byte[]? buffer)
+    private void Return(ref byte[]? buffer)
     {
         if (buffer is not null)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            _buffers.Return(buffer);
             buffer = null;
         }
     }

@@ -10,7 +10,8 @@ public class BatchCompressorTests
     {
         var raw = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("GET /index.html HTTP/1.1\r\n", 200)));
         var compressed = new byte[raw.Length];
-        var n = BatchCompressor.TryCompress(raw, compressed);
+        using var compressor = new BatchCompressor();
+        var n = compressor.TryCompress(raw, compressed);
         Assert.InRange(n, 1, raw.Length / 4);
         var back = new byte[raw.Length];
         Assert.True(BatchCompressor.TryDecompress(compressed.AsSpan(0, n), back, raw.Length));
@@ -22,7 +23,42 @@ public class BatchCompressorTests
     {
         var raw = new byte[4000];
         new Random(1).NextBytes(raw);
-        Assert.Equal(0, BatchCompressor.TryCompress(raw, new byte[4000]));
+        using var compressor = new BatchCompressor();
+        Assert.Equal(0, compressor.TryCompress(raw, new byte[4000]));
+    }
+
+    [Fact]
+    public void ReusedContext_EachBlockDecodesOnItsOwn()
+    {
+        using var compressor = new BatchCompressor();
+        var random = new Random(4);
+        for (var i = 0; i < 50; i++)
+        {
+            var raw = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 300).Select(_ => random.Next(0, 40).ToString(System.Globalization.CultureInfo.InvariantCulture) + " ")));
+            var compressed = new byte[raw.Length];
+            var n = compressor.TryCompress(raw, compressed);
+            Assert.True(n > 0);
+            var back = new byte[raw.Length];
+            Assert.True(BatchCompressor.TryDecompress(compressed.AsSpan(0, n), back, raw.Length));
+            Assert.Equal(raw, back);
+        }
+    }
+
+    [Fact]
+    public void Compress_AllocatesOnlyASmallHandle()
+    {
+        using var compressor = new BatchCompressor();
+        var raw = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("frame batch ", 2000)));
+        var compressed = new byte[raw.Length];
+        compressor.TryCompress(raw, compressed);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 100; i++)
+        {
+            compressor.TryCompress(raw, compressed);
+        }
+
+        // The LZ4 state is unmanaged; only its small managed handle is allocated per call.
+        Assert.InRange((GC.GetAllocatedBytesForCurrentThread() - before) / 100, 0, 128);
     }
 
     [Fact]
