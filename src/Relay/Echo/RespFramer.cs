@@ -131,21 +131,23 @@ internal sealed class RespFramer : MessageFramer
 
                 case State.Number:
                 {
-                    var b = data[i];
-                    if ((uint)(b - '0') <= 9)
+                    // Digits in a local loop: this is most of a header's bytes ("$16\r\n").
+                    var digits = _digits;
+                    var value = _value;
+                    while (i < data.Length && (uint)(data[i] - '0') <= 9)
                     {
                         // Lengths and counts are bounded far below 10^18; values (':' and '(') are
                         // only checked for shape, so stop accumulating where a long would overflow.
-                        if (++_digits <= 18)
+                        if (++digits <= 18)
                         {
-                            _value = (_value * 10) + (b - '0');
+                            value = (value * 10) + (data[i] - '0');
                         }
                         else if (IsHeader(_kind))
                         {
                             consumed = i;
                             return Fail(FramingError.InvalidLength);
                         }
-                        else if (_kind == (byte)':' && _digits > 19)
+                        else if (_kind == (byte)':' && digits > 19)
                         {
                             consumed = i;
                             return Fail(FramingError.InvalidNumber);
@@ -153,9 +155,18 @@ internal sealed class RespFramer : MessageFramer
 
                         i++;
                     }
-                    else if (b == (byte)'\r')
+
+                    _digits = digits;
+                    _value = value;
+                    if (i == data.Length)
                     {
-                        if (_digits == 0)
+                        break;
+                    }
+
+                    var b = data[i];
+                    if (b == (byte)'\r')
+                    {
+                        if (digits == 0)
                         {
                             consumed = i;
                             return Fail(FramingError.InvalidNumber);
@@ -169,13 +180,13 @@ internal sealed class RespFramer : MessageFramer
                         consumed = i;
                         return Fail(FramingError.InvalidLineEnding);
                     }
-                    else if (!_signed && _digits == 0 && (b == (byte)'-' || (b == (byte)'+' && !IsHeader(_kind))))
+                    else if (!_signed && digits == 0 && (b == (byte)'-' || (b == (byte)'+' && !IsHeader(_kind))))
                     {
                         _signed = true;
                         _negative = b == (byte)'-';
                         i++;
                     }
-                    else if (b == (byte)'?' && !_signed && _digits == 0 && IsHeader(_kind))
+                    else if (b == (byte)'?' && !_signed && digits == 0 && IsHeader(_kind))
                     {
                         consumed = i;
                         return Fail(FramingError.StreamedNotSupported);
@@ -243,6 +254,26 @@ internal sealed class RespFramer : MessageFramer
                 case State.Bulk:
                 {
                     var available = data.Length - i;
+                    if (available >= _remaining + 2)
+                    {
+                        // The payload and its CRLF are all here: skip both in one step.
+                        i += (int)_remaining;
+                        _remaining = 0;
+                        if (data[i] != (byte)'\r' || data[i + 1] != (byte)'\n')
+                        {
+                            consumed = data[i] != (byte)'\r' ? i : i + 1;
+                            return Fail(FramingError.MissingTrailer);
+                        }
+
+                        i += 2;
+                        if (CompleteElement())
+                        {
+                            return Finish(FrameStatus.MessageEnd, i, out consumed);
+                        }
+
+                        break;
+                    }
+
                     if (available < _remaining)
                     {
                         _remaining -= available;
