@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perf/l7-compare.sh: HTTP/1.1 requests/s and latency with wrk, in one run on this machine, against
 # a small static response: direct to the backend, through HAProxy (mode http), through Relay's L7
-# route, and through a Relay L7 route that mirrors every request to one shadow. Prints a markdown
+# route, through a Relay L7 route that mirrors every request to one shadow (with enough copies in
+# flight to send them all), and through one that mirrors with the default bound (and sheds copies). Prints a markdown
 # table with the ratios. See docs/benchmarks.md ("L7 HTTP relay against HAProxy").
 set -euo pipefail
 
@@ -20,7 +21,7 @@ Usage: perf/l7-compare.sh [options]
   --no-build          use the existing Release builds of relay and of perf/l7-backend.cs
   --relay-env K=V     extra environment for the relay (repeatable)
   --mirror-concurrency N  copies in flight to the shadow (route mirror.concurrency, default 64)
-  --port-base N       first of the 8 loopback ports used (default 21400)
+  --port-base N       first of the 7 loopback ports used (default 21400)
   --out FILE          also write the table to FILE
   --keep-logs         keep the temporary directory with every process's log
   -h, --help          this text
@@ -102,8 +103,8 @@ cleanup() {
 trap cleanup EXIT
 
 p_backend=$port_base; p_shadow=$((port_base + 1)); p_haproxy=$((port_base + 2))
-p_relay=$((port_base + 3)); p_mirror=$((port_base + 4)); p_admin=$((port_base + 5))
-for p in $p_backend $p_shadow $p_haproxy $p_relay $p_mirror $p_admin; do
+p_relay=$((port_base + 3)); p_mirror=$((port_base + 4)); p_admin=$((port_base + 5)); p_shed=$((port_base + 6))
+for p in $p_backend $p_shadow $p_haproxy $p_relay $p_mirror $p_admin $p_shed; do
     ss -Htln "sport = :$p" | grep -q . && die "port $p is in use (try --port-base)"
 done
 
@@ -148,7 +149,9 @@ cat >"$work/relay.json" <<EOF
   "routes": {
     "web": { "protocol": "http", "listen": "127.0.0.1:$p_relay", "cluster": "app" },
     "web-mirror": { "protocol": "http", "listen": "127.0.0.1:$p_mirror", "cluster": "app",
-                    "mirror": { "shadows": ["sh"], "percent": 100, "concurrency": $mirror_concurrency } }
+                    "mirror": { "shadows": ["sh"], "percent": 100, "concurrency": $mirror_concurrency } },
+    "web-mirror-shed": { "protocol": "http", "listen": "127.0.0.1:$p_shed", "cluster": "app",
+                    "mirror": { "shadows": ["sh"], "percent": 100 } }
   },
   "clusters": {
     "app": { "endpoints": { "b1": { "address": "127.0.0.1:$p_backend" } } },
@@ -161,6 +164,7 @@ env "${relay_env[@]}" $(on_cpu $proxy_cpu) "$relay_bin" --config "$work/relay.js
 pids+=($!); relay_pid=$!
 wait_listen $p_relay $relay_pid relay || { tail -5 "$work/relay.log" >&2; die "relay did not start"; }
 wait_listen $p_mirror $relay_pid relay || die "relay did not start"
+wait_listen $p_shed $relay_pid relay || die "relay did not start"
 
 # ---------------------------------------------------------------- measure
 to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
@@ -185,8 +189,8 @@ run_wrk() { # PORT SECONDS -> "rps p50ms p99ms"
 
 median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-variants=(direct haproxy relay relay-mirror)
-declare -A port=([direct]=$p_backend [haproxy]=$p_haproxy [relay]=$p_relay [relay-mirror]=$p_mirror)
+variants=(direct haproxy relay relay-mirror relay-mirror-shed)
+declare -A port=([direct]=$p_backend [haproxy]=$p_haproxy [relay]=$p_relay [relay-mirror]=$p_mirror [relay-mirror-shed]=$p_shed)
 declare -A samples
 echo "warming up (3 s each)..." >&2
 for v in "${variants[@]}"; do run_wrk "${port[$v]}" 3 >/dev/null; done
@@ -199,9 +203,9 @@ for r in $(seq 1 "$rounds"); do
 done
 
 metric() { curl -s -H "Authorization: Bearer $RELAY_ADMIN_TOKEN" "http://127.0.0.1:$p_admin/metrics" | awk -v k="$1" 'index($0, k " ") == 1 {print $2}'; }
-queued="$(metric 'relay_http_mirror_total{route="web-mirror",shadow="sh",result="queued"}')"
-dropped="$(metric 'relay_http_mirror_total{route="web-mirror",shadow="sh",result="dropped"}')"
-matched="$(metric 'relay_http_mirror_compare_total{route="web-mirror",shadow="sh",result="match"}')"
+copies() { # ROUTE -> "queued Q, dropped D, compared equal M"
+    echo "queued $(metric "relay_http_mirror_total{route=\"$1\",shadow=\"sh\",result=\"queued\"}"), dropped $(metric "relay_http_mirror_total{route=\"$1\",shadow=\"sh\",result=\"dropped\"}"), compared equal $(metric "relay_http_mirror_compare_total{route=\"$1\",shadow=\"sh\",result=\"match\"}")"
+}
 relay_rss="$(awk '/VmHWM/ {print $2}' /proc/$relay_pid/status 2>/dev/null || echo nan)"
 
 declare -A rps p50 p99
@@ -220,7 +224,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == 
     done
     echo
     echo "relay-mirror vs relay: requests/s $(ratio "${rps[relay-mirror]}" "${rps[relay]}"), p99 +$(awk -v a="${p99[relay-mirror]}" -v b="${p99[relay]}" 'BEGIN {printf "%.3f", a - b}') ms"
-    echo "mirror copies over the whole run (warm-up included): queued ${queued:-0}, dropped ${dropped:-0}, compared equal ${matched:-0}"
+    echo "relay-mirror-shed vs relay: requests/s $(ratio "${rps[relay-mirror-shed]}" "${rps[relay]}"), p99 +$(awk -v a="${p99[relay-mirror-shed]}" -v b="${p99[relay]}" 'BEGIN {printf "%.3f", a - b}') ms"
+    echo "copies over the whole run (warm-up included): relay-mirror (concurrency $mirror_concurrency): $(copies web-mirror); relay-mirror-shed (default concurrency 4, queue 1024): $(copies web-mirror-shed)"
     echo "relay peak RSS: ${relay_rss} KiB"
     echo "wrk -t$threads -c$connections -d${duration}s --latency, median of $rounds round(s); $(nproc) CPUs, pinned=$pin (proxy CPU $proxy_cpu; wrk and backends CPU $client_cpu); load average before: $load_before"
 } | tee "${out_file:-/dev/null}"

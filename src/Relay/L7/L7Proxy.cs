@@ -86,11 +86,11 @@ internal sealed partial class L7Proxy
         if (mirrorThis)
         {
             capture = new BodyCapture(mirror!.MaxBodyBytes);
-            state.CaptureHeaders = true;
+            state.Compare = mirror.Compare;
             context.Response.Body = new CapturingStream(responseBody, capture);
         }
 
-        if (state.CookieToSet is not null || state.CaptureHeaders)
+        if (state.CookieToSet is not null || state.Compare is not null)
         {
             context.Features.Set(state);
         }
@@ -248,7 +248,7 @@ internal sealed partial class L7Proxy
                 ArrayPool<byte>.Shared.Return(body);
             }
 
-            if (state.CookieToSet is not null || state.CaptureHeaders)
+            if (state.CookieToSet is not null || state.Compare is not null)
             {
                 context.Features.Set<RequestState>(null);
             }
@@ -422,7 +422,7 @@ internal sealed partial class L7Proxy
         }
 
         var item = new MirrorItem(method: request.Method, pathAndQuery: request.PathBase.Add(request.Path).ToUriComponent() + request.QueryString.ToUriComponent(),
-            headers, body, bodyLength, context.Response.StatusCode, state.PrimaryHeaders, capture);
+            headers, body, bodyLength, context.Response.StatusCode, state.PrimaryHeaders, state.PrimaryContentType, capture);
         foreach (var shadow in route.Shadows)
         {
             if (shadow.ShadowId != primary.Id)
@@ -541,9 +541,12 @@ internal sealed partial class L7Proxy
     {
         public string? CookieToSet { get; set; }
 
-        public bool CaptureHeaders { get; set; }
+        /// <summary>Set when the request is mirrored: how the primary's headers are digested.</summary>
+        public CompareConfig? Compare { get; set; }
 
-        public List<KeyValuePair<string, StringValues>>? PrimaryHeaders { get; set; }
+        public ulong PrimaryHeaders { get; set; }
+
+        public string? PrimaryContentType { get; set; }
     }
 
     /// <summary>Adds the affinity cookie and snapshots the primary's headers for the shadows.</summary>
@@ -559,9 +562,10 @@ internal sealed partial class L7Proxy
                     httpContext.Response.Headers.Append(HeaderNames.SetCookie, cookie);
                 }
 
-                if (state.CaptureHeaders)
+                if (state.Compare is { Enabled: true } compare)
                 {
-                    state.PrimaryHeaders = ShadowMirror.ResponseHeaders(proxyResponse);
+                    state.PrimaryHeaders = ResponseDigest.DigestHeaders(proxyResponse, compare.IgnoreHeaders);
+                    state.PrimaryContentType = proxyResponse.Content.Headers.ContentType?.MediaType;
                 }
             }
 

@@ -23,7 +23,8 @@ internal sealed class MirrorItem
         byte[]? body,
         int bodyLength,
         int primaryStatus,
-        List<KeyValuePair<string, StringValues>>? primaryHeaders,
+        ulong primaryHeaders,
+        string? primaryContentType,
         BodyCapture? primaryBody)
     {
         Method = method;
@@ -33,6 +34,7 @@ internal sealed class MirrorItem
         BodyLength = bodyLength;
         PrimaryStatus = primaryStatus;
         PrimaryHeaders = primaryHeaders;
+        PrimaryContentType = primaryContentType;
         _primaryBody = primaryBody;
     }
 
@@ -50,7 +52,10 @@ internal sealed class MirrorItem
 
     public int PrimaryStatus { get; }
 
-    public List<KeyValuePair<string, StringValues>>? PrimaryHeaders { get; }
+    /// <summary>The digest of the primary's headers, taken as they arrived (the route's ignore list applied).</summary>
+    public ulong PrimaryHeaders { get; }
+
+    public string? PrimaryContentType { get; }
 
     public void AddReference() => Interlocked.Increment(ref _references);
 
@@ -64,21 +69,8 @@ internal sealed class MirrorItem
                 return digest;
             }
 
-            string? contentType = null;
-            if (PrimaryHeaders is not null)
-            {
-                foreach (var (name, values) in PrimaryHeaders)
-                {
-                    if (string.Equals(name, "Content-Type", StringComparison.OrdinalIgnoreCase))
-                    {
-                        contentType = values.ToString();
-                    }
-                }
-            }
-
-            var headers = ResponseDigest.DigestHeaders(PrimaryHeaders ?? [], compare.IgnoreHeaders);
-            var body = _primaryBody?.Digest(contentType, compare.IgnoreJsonFields) ?? 0;
-            _primaryDigest = new ResponseDigest(PrimaryStatus, headers, body);
+            var body = _primaryBody?.Digest(PrimaryContentType, compare.IgnoreJsonFields) ?? 0;
+            _primaryDigest = new ResponseDigest(PrimaryStatus, PrimaryHeaders, body);
             return _primaryDigest.Value;
         }
     }

@@ -15,31 +15,66 @@ internal readonly record struct ResponseDigest(int Status, ulong Headers, ulong 
         Status != other.Status ? "status" : Headers != other.Headers ? "headers" : Body != other.Body ? "body" : null;
 
     /// <summary>
-    /// Digests header pairs in a canonical order (lower-case names, sorted, values joined), leaving
-    /// out the ignored names, so that header order and case do not count as differences.
+    /// Digests header pairs so that order and name case do not count: each kept header (name in
+    /// lower case, values joined by commas) is hashed on its own and the hashes are added up.
     /// </summary>
     public static ulong DigestHeaders(IEnumerable<KeyValuePair<string, StringValues>> headers, ImmutableArray<string> ignore)
     {
-        var kept = new List<string>();
+        ulong sum = 0;
         foreach (var (name, values) in headers)
         {
-            if (Contains(ignore, name))
+            if (!Contains(ignore, name))
             {
-                continue;
+                sum += HashHeader(name, values.Count == 1 ? values[0] ?? "" : string.Join(",", values.ToArray()));
             }
-
-            kept.Add(name.ToLowerInvariant() + ":" + string.Join(",", values.ToArray()));
         }
 
-        kept.Sort(StringComparer.Ordinal);
-        var hash = new XxHash3();
-        foreach (var line in kept)
+        return sum;
+    }
+
+    /// <summary>The same digest straight from an upstream response, without parsing or copying its headers.</summary>
+    public static ulong DigestHeaders(HttpResponseMessage response, ImmutableArray<string> ignore)
+    {
+        ulong sum = 0;
+        foreach (var (name, values) in response.Headers.NonValidated)
         {
-            hash.Append(Encoding.UTF8.GetBytes(line));
-            hash.Append("\n"u8);
+            if (!Contains(ignore, name))
+            {
+                sum += HashHeader(name, values.Count == 1 ? values.ToString() : string.Join(",", values));
+            }
         }
 
-        return hash.GetCurrentHashAsUInt64();
+        foreach (var (name, values) in response.Content.Headers.NonValidated)
+        {
+            if (!Contains(ignore, name))
+            {
+                sum += HashHeader(name, values.Count == 1 ? values.ToString() : string.Join(",", values));
+            }
+        }
+
+        return sum;
+    }
+
+    private static ulong HashHeader(string name, string value)
+    {
+        var length = name.Length + 1 + Encoding.UTF8.GetMaxByteCount(value.Length);
+        byte[]? rented = null;
+        var buffer = length <= 1024 ? stackalloc byte[length] : (rented = System.Buffers.ArrayPool<byte>.Shared.Rent(length));
+        try
+        {
+            var written = Encoding.ASCII.GetBytes(name, buffer);
+            System.Text.Ascii.ToLowerInPlace(buffer[..written], out _);
+            buffer[written++] = (byte)':';
+            written += Encoding.UTF8.GetBytes(value, buffer[written..]);
+            return XxHash3.HashToUInt64(buffer[..written]);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
     }
 
     /// <summary>

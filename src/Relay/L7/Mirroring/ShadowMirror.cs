@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using Microsoft.Extensions.Primitives;
 using Prometheus;
 using Relay.Clusters;
 using Relay.Configuration;
@@ -187,9 +186,10 @@ internal sealed class ShadowMirror : IAsyncDisposable
                 continue;
             }
 
-            if (!request.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values))
+            var added = values.Count == 1 ? request.Headers.TryAddWithoutValidation(name, values[0]) : request.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+            if (!added && request.Content is not null)
             {
-                request.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+                _ = values.Count == 1 ? request.Content.Headers.TryAddWithoutValidation(name, values[0]) : request.Content.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
             }
         }
 
@@ -226,11 +226,10 @@ internal sealed class ShadowMirror : IAsyncDisposable
                 return;
             }
 
-            var headers = ResponseHeaders(response);
-            var contentType = response.Content.Headers.ContentType?.ToString();
+            var contentType = response.Content.Headers.ContentType?.MediaType;
             shadow = new ResponseDigest(
                 (int)response.StatusCode,
-                ResponseDigest.DigestHeaders(headers, _config.Compare.IgnoreHeaders),
+                ResponseDigest.DigestHeaders(response, _config.Compare.IgnoreHeaders),
                 capture.Digest(contentType, _config.Compare.IgnoreJsonFields));
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
@@ -286,22 +285,6 @@ internal sealed class ShadowMirror : IAsyncDisposable
             });
             L7Log.ShadowConsistencyChanged(_logger, _route, ShadowId, state.ToString().ToLowerInvariant(), mismatches, samples);
         }
-    }
-
-    internal static List<KeyValuePair<string, StringValues>> ResponseHeaders(HttpResponseMessage response)
-    {
-        var list = new List<KeyValuePair<string, StringValues>>();
-        foreach (var (name, values) in response.Headers)
-        {
-            list.Add(new(name, new StringValues([.. values])));
-        }
-
-        foreach (var (name, values) in response.Content.Headers)
-        {
-            list.Add(new(name, new StringValues([.. values])));
-        }
-
-        return list;
     }
 
     internal static string FormatHost(string host) => host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('[') ? $"[{host}]" : host;
