@@ -36,6 +36,17 @@ public static class Program
                 $"{s.Kind,-12} {s.Detector,-32} n={s.Traces} det={s.Detected} p50={s.DetectionP50:F2} p99={s.DetectionP99:F2} lead={s.LeadP50:F1} early={s.ShareEarly1s:P0} TP={s.TrueDecisions} FP={s.FalseDecisions} fpd={s.FalsePerEndpointDay:F2} flaps={s.FlapsPerTrace:F1}"));
         }
 
+        var stress = EvaluationHarness.Run(seeds, settings: TraceSettings.Stress);
+        foreach (var (target, measured, met) in ReportWriter.Targets(stress, []))
+        {
+            Console.WriteLine($"STRESS {(met ? "MET " : "MISS")} {target}: {measured}");
+        }
+
+        foreach (var o in stress.Outcomes.Where(o => o.Detector == SyntheticReport.RelayName && (o.FalseDecisions > 0 || o.Flaps > 0)))
+        {
+            Console.WriteLine($"stress relay outcome with false decisions or flaps: {o}");
+        }
+
         IReadOnlyList<ForecastResult> forecasts = [];
         IReadOnlyList<WindowDetectionResult> windows = [];
         if (nab is not null)
@@ -66,7 +77,7 @@ public static class Program
                 return 2;
             }
 
-            var table = ReportWriter.Render(report, seeds, forecasts, windows, "dotnet run -c Release --project perf/Relay.PredictEval -- --out docs/prediction.md");
+            var table = ReportWriter.Render(report, seeds, forecasts, windows, "dotnet run -c Release --project perf/Relay.PredictEval -- --out docs/prediction.md", stress);
             var text = File.Exists(output) ? File.ReadAllText(output) : "";
             var begin = text.IndexOf(ReportWriter.BeginMarker, StringComparison.Ordinal);
             var end = text.IndexOf(ReportWriter.EndMarker, StringComparison.Ordinal);

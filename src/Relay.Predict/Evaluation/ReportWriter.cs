@@ -9,7 +9,7 @@ public static class ReportWriter
     public const string BeginMarker = "<!-- predict-eval:begin -->";
     public const string EndMarker = "<!-- predict-eval:end -->";
 
-    public static string Render(SyntheticReport report, IReadOnlyList<int> seeds, IReadOnlyList<ForecastResult> forecasts, IReadOnlyList<WindowDetectionResult> windows, string command)
+    public static string Render(SyntheticReport report, IReadOnlyList<int> seeds, IReadOnlyList<ForecastResult> forecasts, IReadOnlyList<WindowDetectionResult> windows, string command, SyntheticReport? stress = null)
     {
         ArgumentNullException.ThrowIfNull(report);
         ArgumentNullException.ThrowIfNull(seeds);
@@ -39,6 +39,30 @@ public static class ReportWriter
         foreach (var s in report.Summaries().OrderBy(s => s.Kind))
         {
             sb.AppendLine(c, $"| {s.Kind} | {s.Detector} | {s.Traces} | {Caught(s)} | {Sec(s.DetectionP50)} | {Sec(s.DetectionP99)} | {Sec(s.LeadP50)} | {Pct(s.ShareEarly1s)} | {Num(s.Precision)} | {Num(s.FalsePerEndpointDay)} | {Num(s.FlapsPerTrace)} |");
+        }
+
+        if (stress is not null)
+        {
+            sb.AppendLine();
+            sb.AppendLine("### Stress variant (nothing tuned on it; a robustness check, not a target)");
+            sb.AppendLine();
+            var st = TraceSettings.Stress;
+            sb.AppendLine(c, $"Same report seeds, harsher world: background errors {st.BackgroundErrorRate:P1}, heartbeat jitter ±{st.HeartbeatJitter:P0}, a nuisance every ~{st.NuisanceMeanIntervalSeconds:F0} s.");
+            sb.AppendLine();
+            sb.AppendLine("| target | measured (stress) | met |");
+            sb.AppendLine("| --- | --- | --- |");
+            foreach (var t in Targets(stress, []))
+            {
+                sb.AppendLine(c, $"| {t.Target} | {t.Measured} | {(t.Met ? "yes" : "**no**")} |");
+            }
+
+            sb.AppendLine();
+            sb.AppendLine("| trace | detector | caught | detection p50 (s) | detection p99 (s) | lead p50 (s) | caught ≥1 s early | precision | false / endpoint-day | flaps / trace |");
+            sb.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+            foreach (var s in stress.Summaries().Where(s => s.Detector is SyntheticReport.RelayName or SyntheticReport.EnvoyName).OrderBy(s => s.Kind))
+            {
+                sb.AppendLine(c, $"| {s.Kind} | {s.Detector} | {Caught(s)} | {Sec(s.DetectionP50)} | {Sec(s.DetectionP99)} | {Sec(s.LeadP50)} | {Pct(s.ShareEarly1s)} | {Num(s.Precision)} | {Num(s.FalsePerEndpointDay)} | {Num(s.FlapsPerTrace)} |");
+            }
         }
 
         sb.AppendLine();

@@ -20,6 +20,19 @@ public sealed record TraceSettings
     public double ProbeIntervalSeconds { get; init; } = 2.0;
 
     public double NoFaultDurationSeconds { get; init; } = 7200;
+
+    /// <summary>Share of requests failing on a healthy endpoint.</summary>
+    public double BackgroundErrorRate { get; init; } = 0.001;
+
+    /// <summary>Heartbeat interval jitter, ± this share.</summary>
+    public double HeartbeatJitter { get; init; } = 0.1;
+
+    /// <summary>Mean time between nuisance stretches (slow spells starting with a stall).</summary>
+    public double NuisanceMeanIntervalSeconds { get; init; } = 600;
+
+    /// <summary>A harsher world nothing was tuned on: 5× the background errors, ±30% heartbeat
+    /// jitter, a nuisance every ~3 minutes. Reported as a stress check, not a target.</summary>
+    public static TraceSettings Stress { get; } = new() { BackgroundErrorRate = 0.005, HeartbeatJitter = 0.3, NuisanceMeanIntervalSeconds = 200 };
 }
 
 /// <summary>
@@ -50,6 +63,7 @@ public static class TraceGenerator
                 LoadBase = 30 + (30 * rng.NextDouble()),
                 LoadPhase = rng.NextDouble() * 2 * Math.PI,
                 MemBase = 0.4 + (0.2 * rng.NextDouble()),
+                BackgroundErrorRate = settings.BackgroundErrorRate,
             };
         }
 
@@ -157,7 +171,7 @@ public static class TraceGenerator
         // should ride these out.
         for (var i = 0; i < n; i++)
         {
-            var t = 600 * -Math.Log(1.0 - rng.NextDouble());
+            var t = settings.NuisanceMeanIntervalSeconds * -Math.Log(1.0 - rng.NextDouble());
             while (t < duration)
             {
                 var length = 5 + (15 * rng.NextDouble());
@@ -167,7 +181,7 @@ public static class TraceGenerator
                     profiles[i].InsertPause(t, t + 0.1 + (0.2 * rng.NextDouble()));
                 }
 
-                t += length + (600 * -Math.Log(1.0 - rng.NextDouble()));
+                t += length + (settings.NuisanceMeanIntervalSeconds * -Math.Log(1.0 - rng.NextDouble()));
             }
         }
 
@@ -211,7 +225,7 @@ public static class TraceGenerator
                 events.Add(new TraceEvent(send + 0.0005 + (0.0025 * rng.NextDouble()), e, TraceEventKind.Heartbeat, 0, 0, false));
             }
 
-            t = send + (p.HeartbeatInterval * (0.9 + (0.2 * rng.NextDouble())));
+            t = send + (p.HeartbeatInterval * (1 - settings.HeartbeatJitter + (2 * settings.HeartbeatJitter * rng.NextDouble())));
         }
 
         // Requests: Poisson arrivals.
@@ -329,6 +343,7 @@ public static class TraceGenerator
         public double LoadBase;
         public double LoadPhase;
         public double MemBase;
+        public double BackgroundErrorRate = 0.001;
         public FaultKind Kind = FaultKind.NoFault;
         public double FaultStart = double.NaN;
         public double Ramp;
@@ -451,21 +466,21 @@ public static class TraceGenerator
 
         public double ErrorRate(double t)
         {
-            const double Background = 0.001;
+            var background = BackgroundErrorRate;
             switch (Kind)
             {
                 case FaultKind.ErrorRamp:
-                    return Math.Min(1, Background + ((ErrorTarget - Background) * Progress(t)));
+                    return Math.Min(1, background + ((ErrorTarget - background) * Progress(t)));
                 case FaultKind.GrayFailure:
-                    return t >= FaultStart ? 0.03 : Background;
+                    return t >= FaultStart ? 0.03 : background;
                 case FaultKind.Overload:
                 {
                     var rho = Load(t) / Capacity;
-                    return rho > 1 ? Math.Min(0.9, 0.1 + (2 * (rho - 1))) : Background;
+                    return rho > 1 ? Math.Min(0.9, 0.1 + (2 * (rho - 1))) : background;
                 }
 
                 default:
-                    return Background;
+                    return background;
             }
         }
 
