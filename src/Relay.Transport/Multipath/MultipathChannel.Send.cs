@@ -61,6 +61,44 @@ public sealed partial class MultipathChannel
         }
     }
 
+    /// <summary>
+    /// Sends the partly filled block and completes once the peer has acknowledged every block sent
+    /// so far (for example before closing, or before a takeover that needs the data delivered).
+    /// </summary>
+    public async Task DrainAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_sendLock)
+            {
+                ObjectDisposedException.ThrowIf(_closed, this);
+                wait = _windowSignal.WaitAsync();
+                TryFlushLocked();
+                if (_batchLength == 0 && AllAckedLocked())
+                {
+                    return;
+                }
+            }
+
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private bool AllAckedLocked()
+    {
+        for (var id = _ackedBase; id < _nextBlockId; id++)
+        {
+            var block = _sent[(int)(id % _sent.Length)];
+            if (block.Id == id && block.InFlight)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private async ValueTask SendSlowAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
         while (true)

@@ -133,6 +133,36 @@ public class MultipathChannelTests
     }
 
     [Fact]
+    public async Task DrainAsync_CompletesOnceEverythingIsAcknowledged()
+    {
+        var (_, pair) = Build(2, 61, l =>
+        {
+            l.Loss = 0.1;
+            l.Delay = TimeSpan.FromMilliseconds(2);
+        });
+        await using var _ = pair;
+        using var cts = new CancellationTokenSource(_timeout);
+        var buffer = new byte[65536];
+        var reader = Task.Run(async () =>
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                await pair.Server.ReceiveAsync(buffer, cts.Token);
+            }
+        }, cts.Token);
+        for (var i = 0; i < 500; i++)
+        {
+            await pair.Client.SendAsync(ChannelPair.Frame(i, 700), cts.Token);
+        }
+
+        await pair.Client.DrainAsync(cts.Token).WaitAsync(TimeSpan.FromSeconds(20), cts.Token);
+
+        // Acknowledged means decoded at the receiver: all 500 frames are there to read.
+        Assert.True(pair.Server.GetMetrics().BlocksDecoded >= pair.Client.GetMetrics().BlocksSent);
+        await reader.WaitAsync(TimeSpan.FromSeconds(10), cts.Token);
+    }
+
+    [Fact]
     public async Task CompressibleFrames_ArriveIntact()
     {
         var (links, pair) = Build(1, 41);
