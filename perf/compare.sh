@@ -228,16 +228,18 @@ if [[ $build -eq 1 ]]; then
     fi
 fi
 if [[ $skip_relay -eq 0 && -n "$relay_rev" ]]; then
-    log "building relay from $relay_rev ($(git -C "$repo" rev-parse --short "$relay_rev" 2>/dev/null || echo '?')) in $work/src"
+    # Resolve once: HEAD may move while we build.
+    relay_commit=$(git -C "$repo" rev-parse --short "$relay_rev^{commit}" 2>/dev/null) || die "--relay-rev: '$relay_rev' is not a commit"
+    relay_rev="$relay_rev = $relay_commit"
+    log "building relay from $relay_rev in $work/src"
     mkdir -p "$work/src"
-    if ! git -C "$repo" archive "$relay_rev" | tar -x -C "$work/src"; then
-        relay_state="cannot export revision $relay_rev"
+    if ! git -C "$repo" archive "$relay_commit" | tar -x -C "$work/src"; then
+        relay_state="cannot export $relay_rev"
     elif ! dotnet build -c Release "$work/src/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
         relay_state="does not build at $relay_rev"
         grep -E "error" "$work/build-relay.log" | sort -u | head -5 >&2 || true
     fi
     relay_bin="$work/src/src/Relay/bin/Release/net10.0/relay"
-    relay_rev="$relay_rev = $(git -C "$repo" rev-parse --short "$relay_rev" 2>/dev/null || echo "?")"
 fi
 [[ -x "$loadgen_bin" ]] || die "relay-loadgen not found at $loadgen_bin (build it, or drop --no-build)"
 
