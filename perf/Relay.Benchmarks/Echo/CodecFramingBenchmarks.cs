@@ -11,6 +11,7 @@ namespace Relay.Benchmarks.Echo;
 /// XxHash3 digests. MB/s = 1 MiB / Mean.
 /// </summary>
 [MemoryDiagnoser]
+[MinColumn]
 public class CodecFramingBenchmarks
 {
     private const int StreamBytes = 1024 * 1024;

@@ -10,6 +10,7 @@ namespace Relay.Benchmarks.Echo;
 /// tail read per read.
 /// </summary>
 [MemoryDiagnoser]
+[MinColumn]
 #pragma warning disable CA1001 // BenchmarkDotNet needs an unsealed class; [GlobalCleanup] disposes the log.
 public class EchoLogBenchmarks
 #pragma warning restore CA1001
