@@ -108,8 +108,20 @@ public sealed class RelayRuntime
         return new RuntimeSnapshot(config, clusters.ToImmutable());
     }
 
+    private static readonly string[] s_generationNames = ["gen0", "gen1", "gen2", "loh", "poh"];
+
     private void UpdateGauges()
     {
+        var gc = GC.GetGCMemoryInfo();
+        Metrics.GcMemory.WithLabels("heap").Set(gc.HeapSizeBytes);
+        Metrics.GcMemory.WithLabels("fragmented").Set(gc.FragmentedBytes);
+        Metrics.GcMemory.WithLabels("committed").Set(gc.TotalCommittedBytes);
+        var generations = gc.GenerationInfo;
+        for (var i = 0; i < generations.Length && i < s_generationNames.Length; i++)
+        {
+            Metrics.GcMemory.WithLabels(s_generationNames[i]).Set(generations[i].SizeAfterBytes);
+        }
+
         var now = TimeProvider.GetTimestamp();
         foreach (var cluster in Snapshot.Clusters.Values)
         {

@@ -32,6 +32,7 @@ public sealed class RelayMetrics
         EndpointSessions = factory.CreateGauge("relay_endpoint_sessions_active", "Sessions open now per endpoint.", "cluster", "endpoint");
         HealthTransitions = factory.CreateCounter("relay_endpoint_health_transitions_total", "Endpoint health changes.", "cluster", "endpoint", "to");
         ConfigReloads = factory.CreateCounter("relay_config_reloads_total", "Configuration reloads, by result.", "result");
+        GcMemory = factory.CreateGauge("relay_gc_memory_bytes", "Managed heap after the last GC: heap, fragmented, committed, and per generation (gen0-2, loh, poh).", "kind");
         AdminUnauthorized = factory.CreateCounter("relay_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.");
 
         // L7 (issue 6).
@@ -77,6 +78,8 @@ public sealed class RelayMetrics
     public Counter ConfigReloads { get; }
 
     public Counter AdminUnauthorized { get; }
+
+    public Gauge GcMemory { get; }
 
     public Counter HttpRequests { get; }
 

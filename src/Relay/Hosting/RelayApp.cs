@@ -41,7 +41,7 @@ public sealed class RelayApp : IAsyncDisposable
         _logger = loggerFactory.CreateLogger("Relay");
         Metrics = new RelayMetrics();
         _runtime = new RelayRuntime(config, Metrics, timeProvider, loggerFactory.CreateLogger<RelayRuntime>());
-        var poolFactory = new BlockMemoryPoolFactory(config.Tuning.BlockBytes, maxCachedBlocks: 256);
+        var poolFactory = new BlockMemoryPoolFactory(config.Tuning.BlockBytes, maxCachedBlocks: RelayDefaults.MaxCachedBlocks);
         if (!poolFactory.TryAttach(new Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions(), out var problem))
         {
             RelayLog.MemoryPoolFallback(_logger, problem ?? "unknown");
