@@ -159,7 +159,7 @@ cat >"$work/relay.json" <<EOF
   }
 }
 EOF
-export RELAY_ADMIN_TOKEN="l7-compare-$$"
+export RELAY_ADMIN_TOKEN="l7-compare-token-$$-$RANDOM"
 env "${relay_env[@]}" $(on_cpu $proxy_cpu) "$relay_bin" --config "$work/relay.json" >"$work/relay.out" 2>"$work/relay.log" &
 pids+=($!); relay_pid=$!
 wait_listen $p_relay $relay_pid relay || { tail -5 "$work/relay.log" >&2; die "relay did not start"; }

@@ -178,3 +178,54 @@ public class L7RoutingTests
         Assert.Equal(1, relay.Metric("relay_sessions_total{route=\"web\"}"));
     }
 }
+
+public class L7ReloadTests
+{
+    [Fact]
+    public async Task Reload_AddsChangesAndRemovesHttpRoutes_BesideTcpRoutes()
+    {
+        await using var backend = await HttpBackend.StartAsync("b1");
+        await using var shadow = await HttpBackend.StartAsync("sh");
+        var tcpOnly = $$"""
+            {
+              "routes": { "tcp": { "listen": "127.0.0.1:0", "cluster": "c" } },
+              "clusters": { "c": { "healthCheck": { {{L7Test.NoProbes}} }, "endpoints": { {{L7Test.Endpoint("b1", backend)}} } }
+                            {{L7MirrorTests.ShadowCluster(("sh", shadow))}} }
+            }
+            """;
+        await using var relay = await TestRelay.StartAsync(tcpOnly);
+        Assert.Empty(relay.App.L7.RouteViews());
+
+        var withHttp = tcpOnly.Replace("""  "routes": { "tcp": { "listen": "127.0.0.1:0", "cluster": "c" } },""",
+            """  "routes": { "tcp": { "listen": "127.0.0.1:0", "cluster": "c" }, "web": { "protocol": "http", "listen": "127.0.0.1:0", "cluster": "c" } },""", StringComparison.Ordinal);
+        Assert.Empty(await relay.App.ReloadAsync(Parse(relay, withHttp)).WaitAsync(L7Test.Timeout));
+        using (var client = L7Test.Client(relay))
+        {
+            Assert.Equal("b1", await client.GetBackendAsync());
+        }
+
+        var mirrored = withHttp.Replace(""" "cluster": "c" } },""", """ "cluster": "c", "mirror": { "shadows": ["sh"] } } },""", StringComparison.Ordinal);
+        Assert.NotEqual(withHttp, mirrored);
+        Assert.Empty(await relay.App.ReloadAsync(Parse(relay, mirrored)).WaitAsync(L7Test.Timeout));
+        using (var client = L7Test.Client(relay))
+        {
+            Assert.Equal("b1", await client.GetBackendAsync());
+        }
+
+        await L7Test.WaitUntilAsync(() => shadow.Requests.Count == 1, "the reloaded route mirrors");
+        var port = relay.Route("web").Port;
+        Assert.Empty(await relay.App.ReloadAsync(Parse(relay, tcpOnly)).WaitAsync(L7Test.Timeout));
+        await relay.Log.WaitForAsync("HttpRouteStopped", L7Test.Timeout);
+        Assert.False(relay.App.RouteAddresses.ContainsKey("web"));
+        using var probe = new System.Net.Sockets.TcpClient();
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync(System.Net.IPAddress.Loopback, port).WaitAsync(L7Test.Timeout));
+    }
+
+    /// <summary>Parses a reload, keeping the test relay's own admin settings.</summary>
+    private static Relay.Configuration.RelayConfig Parse(TestRelay relay, string json)
+    {
+        var result = Relay.Configuration.ConfigLoader.Parse(json);
+        Assert.True(result.IsValid, string.Join("; ", result.Errors));
+        return result.Config! with { Admin = relay.App.Runtime.Snapshot.Config.Admin };
+    }
+}
