@@ -103,6 +103,14 @@ internal static class NabData
         return results;
     }
 
+    /// <summary>nyc_taxi as a demand series for the scaling advisor.</summary>
+    public static IReadOnlyList<ScalingResult> EvaluateScaling(string root)
+    {
+        var taxi = Load(root, "realKnownCause/nyc_taxi.csv");
+        return [.. ScalingEvaluation.Evaluate(taxi.Name, taxi.Values, stepSeconds: 1800, seasonLength: 48, leadSteps: 1, capacityPerEndpoint: 1000),
+                .. ScalingEvaluation.Evaluate(taxi.Name, taxi.Values, stepSeconds: 1800, seasonLength: 48, leadSteps: 4, capacityPerEndpoint: 1000)];
+    }
+
     public static IReadOnlyList<WindowDetectionResult> EvaluateWindows(string root)
     {
         var results = new List<WindowDetectionResult>();

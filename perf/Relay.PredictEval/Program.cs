@@ -49,8 +49,15 @@ public static class Program
 
         IReadOnlyList<ForecastResult> forecasts = [];
         IReadOnlyList<WindowDetectionResult> windows = [];
+        IReadOnlyList<ScalingResult> scaling = [];
         if (nab is not null)
         {
+            scaling = NabData.EvaluateScaling(nab);
+            foreach (var r in scaling)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"scaling lead={r.LeadSteps} {r.Policy,-55} under={r.UnderProvisionedShare:P1} endpoints={r.MeanEndpoints:F1} actions={r.ScaleActions}"));
+            }
+
             forecasts = NabData.EvaluateForecasts(nab);
             windows = NabData.EvaluateWindows(nab);
             foreach (var f in forecasts)
@@ -77,7 +84,7 @@ public static class Program
                 return 2;
             }
 
-            var table = ReportWriter.Render(report, seeds, forecasts, windows, "dotnet run -c Release --project perf/Relay.PredictEval -- --out docs/prediction.md", stress);
+            var table = ReportWriter.Render(report, seeds, forecasts, windows, "dotnet run -c Release --project perf/Relay.PredictEval -- --out docs/prediction.md", stress, scaling);
             var text = File.Exists(output) ? File.ReadAllText(output) : "";
             var begin = text.IndexOf(ReportWriter.BeginMarker, StringComparison.Ordinal);
             var end = text.IndexOf(ReportWriter.EndMarker, StringComparison.Ordinal);

@@ -9,7 +9,7 @@ public static class ReportWriter
     public const string BeginMarker = "<!-- predict-eval:begin -->";
     public const string EndMarker = "<!-- predict-eval:end -->";
 
-    public static string Render(SyntheticReport report, IReadOnlyList<int> seeds, IReadOnlyList<ForecastResult> forecasts, IReadOnlyList<WindowDetectionResult> windows, string command, SyntheticReport? stress = null)
+    public static string Render(SyntheticReport report, IReadOnlyList<int> seeds, IReadOnlyList<ForecastResult> forecasts, IReadOnlyList<WindowDetectionResult> windows, string command, SyntheticReport? stress = null, IReadOnlyList<ScalingResult>? scaling = null)
     {
         ArgumentNullException.ThrowIfNull(report);
         ArgumentNullException.ThrowIfNull(seeds);
@@ -87,6 +87,21 @@ public static class ReportWriter
         foreach (var f in forecasts)
         {
             sb.AppendLine(c, $"| {f.Series} | {f.Scored} | {f.SeasonLength} | {f.HorizonSteps} | {f.Alpha} {f.Beta} {f.Gamma}, {(double.IsInfinity(f.RobustClip) ? "none" : f.RobustClip.ToString(c))}{(f.LogScale ? ", log" : "")} | {f.Mase:F3} | {f.SmapeModel:F1} | {f.SmapeSeasonalNaive:F1} | {f.MaeRatioVsNaive:F3} | {f.Coverage80:P1} |");
+        }
+
+        if (scaling is { Count: > 0 })
+        {
+            sb.AppendLine();
+            sb.AppendLine("### Scaling on nyc_taxi (demand stand-in; second half)");
+            sb.AppendLine();
+            sb.AppendLine("Taxi trips per 30 min read as concurrent sessions; one endpoint carries 1,000; a new endpoint needs the lead time to arrive (one step = 30 min, or four = 2 h); scale-in is immediate. Under-provisioned = demand above the running endpoints at 100%.");
+            sb.AppendLine();
+            sb.AppendLine("| lead time | policy | steps | under-provisioned | mean endpoints | scale actions |");
+            sb.AppendLine("| --- | --- | --- | --- | --- | --- |");
+            foreach (var r in scaling)
+            {
+                sb.AppendLine(c, $"| {r.LeadSteps * 30} min | {r.Policy} | {r.Steps} | {r.UnderProvisionedShare:P1} | {r.MeanEndpoints:F1} | {r.ScaleActions} |");
+            }
         }
 
         sb.AppendLine();
