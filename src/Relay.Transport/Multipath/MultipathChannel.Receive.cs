@@ -139,12 +139,13 @@ public sealed partial class MultipathChannel
                     break;
                 }
 
-                if (coalesced && received > _options.MaxDatagramBytes)
+                var segment = coalesced ? socketPath.Socket.LastSegmentBytes : 0;
+                if (segment > 0 && received > segment)
                 {
-                    // GRO joins datagrams of one size (the last may be shorter); all data shards are MaxDatagramBytes.
-                    for (var offset = 0; offset < received; offset += _options.MaxDatagramBytes)
+                    // GRO joined datagrams of one size (the last may be shorter), the size from its cmsg.
+                    for (var offset = 0; offset < received; offset += segment)
                     {
-                        ProcessDatagram(buffer.AsSpan(offset, Math.Min(_options.MaxDatagramBytes, received - offset)), opener, plain);
+                        ProcessDatagram(buffer.AsSpan(offset, Math.Min(segment, received - offset)), opener, plain);
                     }
                 }
                 else

@@ -56,9 +56,17 @@ public sealed partial class MultipathChannel : IAsyncDisposable
         for (var i = 0; i < _paths.Length; i++)
         {
             _paths[i] = new PathState(i, sockets[i]);
-            if (options.UseGso && sockets[i] is UdpDatagramSocket udp)
+            if (sockets[i] is UdpDatagramSocket udp)
             {
-                udp.TryEnableGso(options.MaxDatagramBytes);
+                if (options.UseGso)
+                {
+                    udp.TryEnableGso(options.MaxDatagramBytes);
+                }
+
+                if (options.UseGro)
+                {
+                    udp.TryEnableGro();
+                }
             }
         }
 

@@ -63,6 +63,12 @@ public sealed class MultipathChannelOptions
     /// </remarks>
     public bool UseGso { get; set; }
 
+    /// <remarks>
+    /// Turn on Linux UDP GRO on <see cref="Sockets.UdpDatagramSocket"/> paths: receives may carry
+    /// several datagrams, split by the segment size the kernel reports. Defaults to false.
+    /// </remarks>
+    public bool UseGro { get; set; }
+
     /// <remarks>LZ4 on frame batches (kept only when smaller). Defaults to true.</remarks>
     public bool EnableCompression { get; set; } = true;
 

@@ -20,4 +20,11 @@ public interface IDatagramSocket : IDisposable
 
     /// <summary>True when a receive may return several datagrams of one segment size coalesced (UDP GRO).</summary>
     public bool ReceivesCoalesced { get; }
+
+    /// <summary>
+    /// After a receive: the segment size of a coalesced buffer (the kernel's UDP_GRO control message),
+    /// or 0 when the buffer holds exactly one datagram. Read by the single receive loop right after
+    /// <see cref="ReceiveAsync"/> completes.
+    /// </summary>
+    public int LastSegmentBytes { get; }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Relay.Transport.Sockets;
 
@@ -7,11 +8,14 @@ namespace Relay.Transport.Sockets;
 /// A UDP socket bound locally and aimed at one remote address: one path of a channel. On Linux it
 /// can turn on UDP GSO (UDP_SEGMENT) so a block's shards for this path leave in one system call.
 /// </summary>
-public sealed class UdpDatagramSocket : IDatagramSocket
+public sealed partial class UdpDatagramSocket : IDatagramSocket
 {
     // include/uapi/linux/udp.h
     private const int SolUdp = 17;
     private const int UdpSegment = 103;
+    private const int UdpGro = 104;
+    private const int MsgDontWait = 0x40;
+    private const int EAgain = 11;
     private const int MaxGsoSegments = 64;
     private const int MaxGsoBytes = 65000;
     private const int SocketBufferBytes = 4 * 1024 * 1024;
@@ -20,6 +24,8 @@ public sealed class UdpDatagramSocket : IDatagramSocket
     private readonly SocketAddress _remote;
     private readonly SocketAddress _receiveAddress;
     private int _gsoSegmentBytes;
+    private bool _gro;
+    private byte[]? _control;
 
     private UdpDatagramSocket(Socket socket, IPEndPoint remote)
     {
@@ -36,7 +42,12 @@ public sealed class UdpDatagramSocket : IDatagramSocket
     /// <summary>The GSO segment size in force, or 0 when sends go one datagram per call.</summary>
     public int GsoSegmentBytes => _gsoSegmentBytes;
 
-    public bool ReceivesCoalesced => false;
+    public bool ReceivesCoalesced => _gro;
+
+    public int LastSegmentBytes { get; private set; }
+
+    /// <summary>Receives that returned several datagrams coalesced by GRO (for tests and diagnostics).</summary>
+    public long CoalescedReceives { get; private set; }
 
     /// <summary>Creates a UDP socket bound to <paramref name="local"/> (port 0 picks one).</summary>
     public static UdpDatagramSocket Bind(IPEndPoint local, IPEndPoint remote)
@@ -94,6 +105,34 @@ public sealed class UdpDatagramSocket : IDatagramSocket
         }
     }
 
+    /// <summary>
+    /// Turns on UDP GRO (Linux 5.0+): the kernel may hand over several same-size datagrams of one
+    /// flow in one receive, with their size in a UDP_GRO control message, which this socket reads
+    /// with recvmsg(2). Returns false where unsupported; receives then stay one datagram each.
+    /// </summary>
+    public bool TryEnableGro()
+    {
+        if (!OperatingSystem.IsLinux() || !Environment.Is64BitProcess)
+        {
+            return false;
+        }
+
+        try
+        {
+            Span<byte> value = stackalloc byte[sizeof(int)];
+            BitConverter.TryWriteBytes(value, 1);
+            _socket.SetRawSocketOption(SolUdp, UdpGro, value);
+            _control = GC.AllocateArray<byte>(64, pinned: true);
+            _gro = true;
+            return true;
+        }
+        catch (SocketException)
+        {
+            // ENOPROTOOPT on kernels without UDP GRO.
+            return false;
+        }
+    }
+
     public bool Send(ReadOnlySpan<byte> datagram)
     {
         try
@@ -140,8 +179,102 @@ public sealed class UdpDatagramSocket : IDatagramSocket
         return all;
     }
 
-    public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken) =>
-        _socket.ReceiveFromAsync(buffer, SocketFlags.None, _receiveAddress, cancellationToken);
+    public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (!_gro)
+        {
+            return _socket.ReceiveFromAsync(buffer, SocketFlags.None, _receiveAddress, cancellationToken);
+        }
+
+        var received = TryReceiveMessage(buffer.Span);
+        return received >= 0 ? new ValueTask<int>(received) : ReceiveGroSlowAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask<int> ReceiveGroSlowAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            // A zero-byte peek waits, through .NET's own epoll engine, until a datagram is queued,
+            // without consuming it; recvmsg then takes it together with its control message.
+            await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.Peek, cancellationToken).ConfigureAwait(false);
+            var received = TryReceiveMessage(buffer.Span);
+            if (received >= 0)
+            {
+                return received;
+            }
+        }
+    }
+
+    /// <summary>Non-blocking recvmsg; -1 when nothing is queued.</summary>
+    private unsafe int TryReceiveMessage(Span<byte> buffer)
+    {
+        fixed (byte* data = buffer)
+        fixed (byte* control = _control)
+        {
+            var iov = new IoVec { Base = data, Length = (nuint)buffer.Length };
+            var header = new MessageHeader { Iov = &iov, IovLength = 1, Control = control, ControlLength = (nuint)_control!.Length };
+            nint n = recvmsg((int)_socket.Handle, &header, MsgDontWait);
+            if (n < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == EAgain)
+                {
+                    return -1;
+                }
+
+                throw new SocketException(errno);
+            }
+
+            LastSegmentBytes = 0;
+            var offset = 0;
+            while (offset + 16 <= (int)header.ControlLength)
+            {
+                var length = (int)*(ulong*)(control + offset);
+                var level = *(int*)(control + offset + 8);
+                var type = *(int*)(control + offset + 12);
+                if (length < 16)
+                {
+                    break;
+                }
+
+                if (level == SolUdp && type == UdpGro && length >= 20)
+                {
+                    LastSegmentBytes = *(int*)(control + offset + 16);
+                    if (n > LastSegmentBytes)
+                    {
+                        CoalescedReceives++;
+                    }
+                }
+
+                offset += (length + 7) & ~7;
+            }
+
+            return (int)n;
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    // struct msghdr on 64-bit Linux.
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct MessageHeader
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public byte* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    private static unsafe partial nint recvmsg(int socket, MessageHeader* message, int flags);
 
     public void Dispose() => _socket.Dispose();
 }

@@ -73,6 +73,8 @@ public sealed class InMemoryLink
 
         public bool ReceivesCoalesced => false;
 
+        public int LastSegmentBytes => 0;
+
         private long _sent;
 
         public long Sent => Interlocked.Read(ref _sent);
