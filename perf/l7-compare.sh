@@ -141,7 +141,7 @@ backend app
     server b1 127.0.0.1:$p_backend
 EOF
 $(on_cpu $proxy_cpu) haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-pids+=($!); wait_listen $p_haproxy $! haproxy || die "haproxy did not start (see $work/haproxy.log)"
+pids+=($!); haproxy_pid=$!; wait_listen $p_haproxy $! haproxy || die "haproxy did not start (see $work/haproxy.log)"
 
 cat >"$work/relay.json" <<EOF
 {
@@ -175,28 +175,39 @@ to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s
         else printf "nan" }'
 }
 
-run_wrk() { # PORT SECONDS -> "rps p50ms p99ms"
-    local out
-    out="$($(on_cpu $client_cpu) wrk -t"$threads" -c"$connections" -d"$2"s --latency "http://127.0.0.1:$1/" 2>&1)" || { echo "nan nan nan"; return; }
+cpu_ticks() { # PID -> user+system clock ticks so far (0 when no pid)
+    [[ -n "$1" && -r /proc/$1/stat ]] || { echo 0; return; }
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+run_wrk() { # PORT SECONDS [PROXY_PID] -> "rps p50ms p99ms cpu_us_per_request"
+    local out before after
+    before="$(cpu_ticks "${3:-}")"
+    out="$($(on_cpu $client_cpu) wrk -t"$threads" -c"$connections" -d"$2"s --latency "http://127.0.0.1:$1/" 2>&1)" || { echo "nan nan nan nan"; return; }
+    after="$(cpu_ticks "${3:-}")"
     local errors rps p50 p99
     errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")"
     [[ -n "$errors" ]] && echo "port $1: $errors" >&2
     rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
-    echo "${rps:-nan} $p50 $p99"
+    local total cpu
+    total="$(awk '/requests in/ {print $1}' <<<"$out")"
+    cpu="$(awk -v t="$((after - before))" -v n="${total:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0 && t > 0) printf "%.1f", t * 1e6 / hz / n; else print "nan" }')"
+    echo "${rps:-nan} $p50 $p99 $cpu"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 variants=(direct haproxy relay relay-mirror relay-mirror-shed)
 declare -A port=([direct]=$p_backend [haproxy]=$p_haproxy [relay]=$p_relay [relay-mirror]=$p_mirror [relay-mirror-shed]=$p_shed)
+declare -A proxy_pid=([direct]="" [haproxy]=$haproxy_pid [relay]=$relay_pid [relay-mirror]=$relay_pid [relay-mirror-shed]=$relay_pid)
 declare -A samples
 echo "warming up (3 s each)..." >&2
 for v in "${variants[@]}"; do run_wrk "${port[$v]}" 3 >/dev/null; done
 for r in $(seq 1 "$rounds"); do
     for v in "${variants[@]}"; do
-        result="$(run_wrk "${port[$v]}" "$duration")"
+        result="$(run_wrk "${port[$v]}" "$duration" "${proxy_pid[$v]}")"
         echo "round $r $v: $result" >&2
         samples[$v]+="$result"$'\n'
     done
@@ -208,8 +219,9 @@ copies() { # ROUTE -> "queued Q, dropped D, compared equal M"
 }
 relay_rss="$(awk '/VmHWM/ {print $2}' /proc/$relay_pid/status 2>/dev/null || echo nan)"
 
-declare -A rps p50 p99
+declare -A rps p50 p99 cpu
 for v in "${variants[@]}"; do
+    cpu[$v]="$(awk 'NF {print $4}' <<<"${samples[$v]}" | median)"
     rps[$v]="$(awk 'NF {print $1}' <<<"${samples[$v]}" | median)"
     p50[$v]="$(awk 'NF {print $2}' <<<"${samples[$v]}" | median)"
     p99[$v]="$(awk 'NF {print $3}' <<<"${samples[$v]}" | median)"
@@ -217,10 +229,10 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
 
 {
-    echo "| variant | requests/s | p50 ms | p99 ms | vs direct | vs HAProxy |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| variant | requests/s | p50 ms | p99 ms | vs direct | vs HAProxy | proxy CPU µs/request |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     for v in "${variants[@]}"; do
-        printf '| %s | %.0f | %s | %s | %s | %s |\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "$(ratio "${rps[$v]}" "${rps[direct]}")" "$(ratio "${rps[$v]}" "${rps[haproxy]}")"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "$(ratio "${rps[$v]}" "${rps[direct]}")" "$(ratio "${rps[$v]}" "${rps[haproxy]}")" "${cpu[$v]}"
     done
     echo
     echo "relay-mirror vs relay: requests/s $(ratio "${rps[relay-mirror]}" "${rps[relay]}"), p99 +$(awk -v a="${p99[relay-mirror]}" -v b="${p99[relay]}" 'BEGIN {printf "%.3f", a - b}') ms"

@@ -70,7 +70,18 @@ internal sealed partial class L7Proxy
         if (canHaveBody)
         {
             var cap = Math.Max(http.MaxRetryBodyBytes, mirrorThis ? mirror!.MaxBodyBytes : 0);
-            (body, bodyLength, replayable) = await BufferBodyAsync(context, cap).ConfigureAwait(false);
+            try
+            {
+                (body, bodyLength, replayable) = await BufferBodyAsync(context, cap).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
+            {
+                // The client went away or sent a malformed body before we forwarded anything.
+                L7Log.ResponseAborted(_logger, route.Name, method, request.Path.Value ?? "/", "-", "RequestBodyClient", ex.Message);
+                context.Abort();
+                Finish(route, context, started);
+                return;
+            }
             if (mirrorThis && (!replayable || bodyLength > mirror!.MaxBodyBytes))
             {
                 mirrorThis = false;
