@@ -330,6 +330,10 @@ public sealed class ClusterPredictor
                     {
                         s.Decision = EndpointDecision.Serve;
                         s.LastRestore = nowSeconds;
+
+                        // The shift that led here is history now; learn the new normal.
+                        s.LatencyChange.Reset();
+                        s.LatencyChanged = false;
                         s.HighSince = double.NaN;
                         s.LowSince = double.NaN;
                         evacuating--;
@@ -495,6 +499,7 @@ public sealed class ClusterPredictor
         score.Phi = s.Phi.Phi(now);
         score.PLiveness = s.Phi.HasHeartbeat ? PhiAccrualDetector.ProbabilityDown(score.Phi, Options.Phi.Threshold) : 0.0;
 
+        score.LatencyShift = s.LatencyChanged;
         score.LatencyForecastSeconds = s.Latency.Forecast(horizonSteps);
         score.PLatency = s.Latency.Count >= 3 ? s.Latency.ProbabilityAbove(limits.LatencySloSeconds, horizonSteps) : 0.0;
 

@@ -72,10 +72,14 @@ public struct EndpointScore
     public double NoticeSecondsLeft { get; set; }
     public double SecondsNeeded { get; set; }
 
+    /// <summary>Page-Hinkley saw the endpoint's latency shift up against its own history.
+    /// Informational (it adds no probability): it tells a step from a trend in the reasons.</summary>
+    public bool LatencyShift { get; set; }
+
     /// <summary>A readable line for the admin API and logs (allocates; not for the hot path).</summary>
     public readonly override string ToString()
         => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"score={Score:F3} p={Probability:F3} status={Status} reasons={Reasons} dominant={Dominant} phi={Phi:F1} latency@h={LatencyForecastSeconds * 1000:F0}ms errors@h={ErrorRateForecast:P0} load@h={LoadForecast:F0} pause@h={PauseForecastSeconds * 1000:F0}ms notice-left={NoticeSecondsLeft:F0}s needed={SecondsNeeded:F0}s");
+            $"score={Score:F3} p={Probability:F3} status={Status} reasons={Reasons} dominant={Dominant} phi={Phi:F1} latency@h={LatencyForecastSeconds * 1000:F0}ms errors@h={ErrorRateForecast:P0} load@h={LoadForecast:F0} pause@h={PauseForecastSeconds * 1000:F0}ms notice-left={NoticeSecondsLeft:F0}s needed={SecondsNeeded:F0}s latency-shift={LatencyShift}");
 }
 
 /// <summary>The guard's state for one endpoint.</summary>

@@ -301,7 +301,9 @@ public class ClusterPredictorTests
         }
 
         Assert.True(p.GetScore(0).POutlier > 0.9, p.GetScore(0).ToString());
+        Assert.True(p.GetScore(0).LatencyShift, p.GetScore(0).ToString());
         Assert.True(p.GetScore(1).POutlier < 0.01);
+        Assert.False(p.GetScore(1).LatencyShift);
         Assert.Equal(EndpointDecision.Evacuate, p.GetDecision(0));
     }
 
