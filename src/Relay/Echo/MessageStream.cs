@@ -93,6 +93,26 @@ internal sealed class MessageStream
         }
     }
 
+    /// <summary>
+    /// The response pump's step over a <c>PipeReader</c> buffer that starts at stream offset
+    /// <paramref name="bufferStart"/> (the pump's <c>delivered</c>) and may repeat bytes already fed
+    /// (the held partial message): feeds only the new bytes, and returns in <paramref name="whole"/>
+    /// the prefix that ends at the last splice point, which is what may go to the client. The pump
+    /// then calls <c>AdvanceTo(whole.End, buffer.End)</c>.
+    /// </summary>
+    public bool FeedBuffered(in ReadOnlySequence<byte> buffer, long bufferStart, out ReadOnlySequence<byte> whole)
+    {
+        var seen = BytesFed - bufferStart;
+        if (bufferStart < 0 || seen < 0 || seen > buffer.Length || SplicePoint < bufferStart)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bufferStart), bufferStart, "the buffer must start at or before the stream's last splice point and reach at least the bytes already fed");
+        }
+
+        var ok = Feed(buffer.Slice(seen));
+        whole = buffer.Slice(0, SplicePoint - bufferStart);
+        return ok;
+    }
+
     /// <inheritdoc cref="Feed(ReadOnlySpan{byte})"/>
     public bool Feed(in ReadOnlySequence<byte> data)
     {

@@ -35,12 +35,27 @@ internal sealed record ShadowPolicy(long MaxLagBytes, long MaxLagMessages, TimeS
 /// <summary>A change of a shadow's state, with the reason the API and the log show.</summary>
 internal readonly record struct ShadowStateChange(ShadowState From, ShadowState To, string Reason, DateTimeOffset At);
 
+/// <summary>Why a shadow is in its state; <see cref="ShadowSessionTracker.Reason"/> renders it with the numbers.</summary>
+internal enum ShadowReason : byte
+{
+    AwaitingFirstAck,
+    LagBytes,
+    LagMessages,
+    CaughtUp,
+    CaughtUpDigestsPending,
+    DigestDiverged,
+    Evicted,
+    AckTimeout,
+    NeverAcked,
+}
+
 /// <summary>
 /// The state of one (session, shadow) pair, from what the relay learns: how far the log has grown,
 /// the shadow's acks (how far it has applied the log, and how its output's digests compared), and
 /// time. Each input re-evaluates the state and returns true when it changed
 /// (<see cref="LastChange"/> says how); the echo shipper also calls <see cref="Evaluate"/> on its
-/// tick so that silence turns into Lost. Single-threaded: the shipper owns it.
+/// tick so that silence turns into Lost. Evaluating allocates nothing unless the state changes.
+/// Single-threaded: the shipper owns it.
 /// </summary>
 internal sealed class ShadowSessionTracker
 {
@@ -58,13 +73,28 @@ internal sealed class ShadowSessionTracker
         _policy = policy;
         _time = time;
         _lastAckTimestamp = time.GetTimestamp();
-        Reason = "waiting for the shadow's first ack";
         LastChange = new ShadowStateChange(ShadowState.Syncing, ShadowState.Syncing, Reason, time.GetUtcNow());
     }
 
     public ShadowState State { get; private set; } = ShadowState.Syncing;
 
-    public string Reason { get; private set; }
+    public ShadowReason ReasonKind { get; private set; } = ShadowReason.AwaitingFirstAck;
+
+    /// <summary>A sentence for the API and the log, with the current numbers.</summary>
+    public string Reason => ReasonKind switch
+    {
+        ShadowReason.AwaitingFirstAck => "waiting for the shadow's first ack",
+        ShadowReason.LagBytes => $"behind the log by {LagBytes} bytes (bound {_policy.MaxLagBytes})",
+        ShadowReason.LagMessages => $"behind the log by {LagMessages} messages (bound {_policy.MaxLagMessages})",
+        ShadowReason.CaughtUp => "within the lag bound and every compared digest matched",
+        ShadowReason.CaughtUpDigestsPending => "within the lag bound; its output is still catching up with the primary's digests",
+        ShadowReason.DigestDiverged => DivergedIndex >= 0
+            ? $"the digest of response {DivergedIndex} differs from the primary's"
+            : "a response digest differs from the primary's",
+        ShadowReason.Evicted => _evictedReason ?? "evicted from the echo log",
+        ShadowReason.AckTimeout => $"no ack for {SinceLastAck.TotalMilliseconds:F0} ms (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)",
+        _ => $"no ack since the shadow was added {SinceLastAck.TotalMilliseconds:F0} ms ago (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)",
+    };
 
     public ShadowStateChange LastChange { get; private set; }
 
@@ -125,67 +155,55 @@ internal sealed class ShadowSessionTracker
     /// <summary>Re-derives the state from the inputs and the clock; true when it changed.</summary>
     public bool Evaluate()
     {
-        var (state, reason) = Decide();
-        if (state == State && reason == Reason)
+        var (state, kind) = Decide();
+        ReasonKind = kind;
+        if (state == State)
         {
             return false;
         }
 
-        var changed = state != State;
-        if (changed)
-        {
-            LastChange = new ShadowStateChange(State, state, reason, _time.GetUtcNow());
-        }
-
+        LastChange = new ShadowStateChange(State, state, Reason, _time.GetUtcNow());
         State = state;
-        Reason = reason;
-        return changed;
+        return true;
     }
 
-    private (ShadowState, string) Decide()
+    private (ShadowState, ShadowReason) Decide()
     {
         if (State == ShadowState.Diverged)
         {
-            return (State, Reason);
+            return (State, ReasonKind);
         }
 
         if (Digests == DigestStatus.Diverged)
         {
-            return (ShadowState.Diverged, DivergedIndex >= 0
-                ? $"the digest of response {DivergedIndex} differs from the primary's"
-                : "a response digest differs from the primary's");
+            return (ShadowState.Diverged, ShadowReason.DigestDiverged);
         }
 
         if (_evictedReason is not null)
         {
-            return (ShadowState.Lost, _evictedReason);
+            return (ShadowState.Lost, ShadowReason.Evicted);
         }
 
-        var silence = SinceLastAck;
-        if (silence > _policy.AckTimeout)
+        if (SinceLastAck > _policy.AckTimeout)
         {
-            return (ShadowState.Lost, _acked
-                ? $"no ack for {silence.TotalMilliseconds:F0} ms (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)"
-                : $"no ack since the shadow was added {silence.TotalMilliseconds:F0} ms ago (timeout {_policy.AckTimeout.TotalMilliseconds:F0} ms)");
+            return (ShadowState.Lost, _acked ? ShadowReason.AckTimeout : ShadowReason.NeverAcked);
         }
 
         if (!_acked)
         {
-            return (ShadowState.Syncing, "waiting for the shadow's first ack");
+            return (ShadowState.Syncing, ShadowReason.AwaitingFirstAck);
         }
 
         if (LagBytes > _policy.MaxLagBytes)
         {
-            return (ShadowState.Syncing, $"behind the log by {LagBytes} bytes (bound {_policy.MaxLagBytes})");
+            return (ShadowState.Syncing, ShadowReason.LagBytes);
         }
 
         if (_policy.MaxLagMessages > 0 && LagMessages > _policy.MaxLagMessages)
         {
-            return (ShadowState.Syncing, $"behind the log by {LagMessages} messages (bound {_policy.MaxLagMessages})");
+            return (ShadowState.Syncing, ShadowReason.LagMessages);
         }
 
-        return (ShadowState.Ready, Digests == DigestStatus.Pending
-            ? "within the lag bound; its output is still catching up with the primary's digests"
-            : "within the lag bound and every compared digest matched");
+        return (ShadowState.Ready, Digests == DigestStatus.Pending ? ShadowReason.CaughtUpDigestsPending : ShadowReason.CaughtUp);
     }
 }

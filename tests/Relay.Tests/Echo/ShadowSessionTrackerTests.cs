@@ -110,6 +110,27 @@ public class ShadowSessionTrackerTests
     }
 
     [Fact]
+    public void Evaluate_WithoutAChange_AllocatesNothing()
+    {
+        var time = new FakeTimeProvider();
+        var tracker = new ShadowSessionTracker(Policy, time);
+        tracker.OnAck(0, 0, DigestStatus.Match);
+        tracker.OnLogAdvanced(5000, 0); // Syncing by lag: the reason has numbers in it
+        Assert.Equal(ShadowState.Syncing, tracker.State);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            tracker.OnLogAdvanced(5000 + i, 0);
+            tracker.OnAck(i, 0, DigestStatus.Pending);
+            tracker.Evaluate();
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(ShadowReason.LagBytes, tracker.ReasonKind);
+        Assert.Equal("behind the log by 5000 bytes (bound 1000)", tracker.Reason);
+    }
+
+    [Fact]
     public void AnInvalidPolicy_IsRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new ShadowSessionTracker(Policy with { AckTimeout = TimeSpan.Zero }, TimeProvider.System));
