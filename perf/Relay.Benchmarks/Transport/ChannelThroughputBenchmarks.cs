@@ -18,11 +18,14 @@ public class ChannelThroughputBenchmarks
     private const int Frames = 20_000;
     private MultipathChannel _client = null!;
     private MultipathChannel _server = null!;
+    private UdpDatagramSocket? _serverSocket;
     private readonly byte[] _frame = new byte[1024];
     private readonly byte[] _receive = new byte[8192];
 
-    [Params(false, true)]
-    public bool Gso { get; set; }
+    [Params("plain", "gso", "gso+gro")]
+    public string Sockets { get; set; } = "plain";
+
+    private bool Gso => Sockets.StartsWith("gso", StringComparison.Ordinal);
 
     [GlobalSetup]
     public void Setup()
@@ -31,7 +34,8 @@ public class ChannelThroughputBenchmarks
         var a = UdpDatagramSocket.Bind(new IPEndPoint(IPAddress.Loopback, 0), new IPEndPoint(IPAddress.Loopback, 9));
         var b = UdpDatagramSocket.Bind(new IPEndPoint(IPAddress.Loopback, 0), a.LocalEndPoint);
         a.SetRemote(b.LocalEndPoint);
-        var options = new MultipathChannelOptions { UseGso = Gso };
+        _serverSocket = b;
+        var options = new MultipathChannelOptions { UseGso = Gso, UseGro = Sockets.EndsWith("gro", StringComparison.Ordinal) };
         _client = MultipathChannel.Start(options, keys, isClient: true, [a]);
         _server = MultipathChannel.Start(options, keys, isClient: false, [b]);
         if (Gso && a.GsoSegmentBytes == 0)
@@ -53,7 +57,7 @@ public class ChannelThroughputBenchmarks
         }
 
         var cpu = Environment.CpuUsage.TotalTime - cpuBefore;
-        Console.WriteLine($"// channel gso={Gso}: {Rounds * Frames / cpu.TotalSeconds:F0} frames per CPU-second, {Rounds * Frames / wall.Elapsed.TotalSeconds:F0} frames/s wall");
+        Console.WriteLine($"// channel {Sockets}: {Rounds * Frames / cpu.TotalSeconds:F0} frames per CPU-second, {Rounds * Frames / wall.Elapsed.TotalSeconds:F0} frames/s wall");
     }
 
     [Benchmark(OperationsPerInvoke = Frames)]
@@ -86,6 +90,7 @@ public class ChannelThroughputBenchmarks
     public void Cleanup()
     {
         var m = _client.GetMetrics();
+        Console.WriteLine($"// coalesced receives at the server: {_serverSocket!.CoalescedReceives}");
         Console.WriteLine($"// channel: frames {m.FramesSent}, blocks {m.BlocksSent} ({(double)m.FramesSent / m.BlocksSent:F1} frames per block), last k+m {m.CurrentDataShards}+{m.CurrentParityShards}, repaired blocks {m.BlocksRepaired}, retransmitted shards {m.RetransmittedShards}, server drops {_server.GetMetrics().TotalDrops}");
         _client.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
