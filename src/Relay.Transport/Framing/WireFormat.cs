@@ -24,7 +24,6 @@ public enum DropReason
     TooOld = 5,
     AuthFailed = 6,
     Window = 7,
-    Stale = 8,
 }
 
 /// <summary>The constants and the 12-byte header of docs/transport.md.</summary>
@@ -41,7 +40,7 @@ internal static class WireFormat
     public const ulong MaxPacketNumber = (1UL << 62) - 1;
     public const int DataShardHeaderBytes = 8;
     public const int BlockHeaderBytes = 9;
-    public const int DropReasonCount = 9;
+    public const int DropReasonCount = 8;
 
     public static void WriteHeader(Span<byte> destination, PacketType type, byte path, ulong packetNumber)
     {
