@@ -84,6 +84,31 @@ public class ModelTests
     }
 
     [Fact]
+    public void HoltWinters_RobustClipKeepsASpikeOutOfTheSeason()
+    {
+        const int m = 24;
+        var classic = new HoltWinters(m, 0.2, 0.0, 0.4);
+        var robust = new HoltWinters(m, 0.2, 0.0, 0.4, robustClip: 3);
+        var rng = new Random(9);
+        for (var t = 0; t < m * 20; t++)
+        {
+            var x = 100 + (10 * Math.Sin(2 * Math.PI * t / m)) + rng.NextDouble();
+            if (t == m * 19)
+            {
+                x += 10_000;   // one wild sample
+            }
+
+            classic.Update(x);
+            robust.Update(x);
+        }
+
+        // The next sample (t = 20m) has the spike's phase: the classic model repeats a large part
+        // of the spike there, the robust one stays near the seasonal pattern (sin(0) → ~100).
+        Assert.True(classic.Forecast(1) - 100 > 500, $"classic {classic.Forecast(1):F0}");
+        Assert.True(Math.Abs(robust.Forecast(1) - 100) < 30, $"robust {robust.Forecast(1):F0}");
+    }
+
+    [Fact]
     public void SeasonalNaive_ReturnsValueOneSeasonBack()
     {
         var naive = new SeasonalNaive(4);
