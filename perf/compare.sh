@@ -15,7 +15,7 @@ Measures direct vs HAProxy (mode tcp) vs Relay in one run on this machine and pr
 throughput, p50/p99 latency and the ratios Relay/HAProxy and Relay/direct.
 
   --quick             short run (~2 minutes): 1 round, shorter tests, shorter memory hold
-  --rounds N          rounds over all variants; each cell is the median (default 3, quick 1)
+  --rounds N          rounds over all variants; each cell is the median (default 2, quick 1)
   --unpinned          do not pin with taskset (default: proxy on CPU 1, client and server on CPU 0)
   --no-build          use existing Release builds of relay and relay-loadgen
   --relay PATH        relay executable (default src/Relay/bin/Release/net10.0/relay)
@@ -80,7 +80,7 @@ if [[ $quick -eq 1 ]]; then
     : "${rounds:=1}"
     redis_n_p1=40000; redis_n_p16=400000; iperf_seconds=3; loadgen_seconds=3; mem_hold=12
 else
-    : "${rounds:=3}"
+    : "${rounds:=2}"
     redis_n_p1=60000; redis_n_p16=600000; iperf_seconds=3; loadgen_seconds=3; mem_hold=20
 fi
 redis_clients=50
