@@ -69,6 +69,15 @@ internal sealed class DigestComparer
         }
 
         var end = Math.Min(_primary.Count, _shadow.Count);
+
+        // Jump over what either ring has already dropped, so that a gap of any size costs O(1).
+        var floor = Math.Min(end, Math.Max(_primary.FirstRetained, _shadow.FirstRetained));
+        if (_next < floor)
+        {
+            Skipped += floor - _next;
+            _next = floor;
+        }
+
         for (; _next < end; _next++)
         {
             if (!_primary.TryGet(_next, out var p) || !_shadow.TryGet(_next, out var s))

@@ -155,6 +155,24 @@ public class DigestTests
     }
 
     [Fact]
+    public void AHugeGapInThePrimarysDigests_IsSkippedAtOnce()
+    {
+        var comparer = new DigestComparer(8);
+        comparer.AddPrimary(new DigestEntry(0, 10, 1));
+        comparer.AddShadow(10, 1);
+        comparer.AddPrimary(new DigestEntry(1_000_000_000_000, 5, 7)); // a relay that lost digests for a very long time
+        Assert.Equal(DigestStatus.Pending, comparer.Status);
+        for (var i = 1; i < 20; i++)
+        {
+            comparer.AddShadow(10 + i, (ulong)i);
+        }
+
+        Assert.Equal(DigestStatus.Pending, comparer.Status);
+        Assert.Equal(1, comparer.Matched);
+        Assert.Equal(19, comparer.Skipped);
+    }
+
+    [Fact]
     public async Task DigestLog_ConcurrentReader_NeverSeesATornOrWrongEntry()
     {
         var log = new DigestLog(64);
