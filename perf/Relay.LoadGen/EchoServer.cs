@@ -12,6 +12,8 @@ internal sealed class EchoServer
 {
     private const int SmallBuffer = 4 * 1024;
     private const int LargeBuffer = 64 * 1024;
+    private const int SolSocket = 1; // Linux SOL_SOCKET
+    private const int SoReuseAddr = 2; // Linux SO_REUSEADDR
     private static readonly byte[] _sourceData = CreateSourceData();
 
     private readonly LoadGenOptions _options;
@@ -28,7 +30,14 @@ internal sealed class EchoServer
         var address = o.ServeAddress!;
         var mode = o.ServeMode.ToString().ToLowerInvariant();
         using var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        // SO_REUSEADDR alone, so a restart is not refused by TIME_WAIT connections. Not .NET's
+        // ReuseAddress: on Linux it also sets SO_REUSEPORT, and then a second server on the same
+        // port (HAProxy sets SO_REUSEPORT) silently takes half of our connections.
+        if (OperatingSystem.IsLinux())
+        {
+            listener.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+        }
+
         try
         {
             listener.Bind(address);

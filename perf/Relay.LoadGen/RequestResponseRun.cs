@@ -86,7 +86,8 @@ internal sealed class RequestResponseRun : LoadRun
                 var t1 = Stopwatch.GetTimestamp();
                 if (o.Verify && !receive.AsSpan(0, bytes).SequenceEqual(send.AsSpan(0, bytes)))
                 {
-                    RecordError($"session {session}: response differs from the request (not an echo?)");
+                    var at = receive.AsSpan(0, bytes).CommonPrefixLength(send.AsSpan(0, bytes));
+                    RecordError($"session {session}: response differs from the request at byte {at} of {bytes} (got 0x{receive[at]:x2}, sent 0x{send[at]:x2}; not an echo?)");
                     return;
                 }
 
