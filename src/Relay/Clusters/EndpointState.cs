@@ -80,7 +80,10 @@ public sealed class EndpointState
 
     public void SessionEnded() => Interlocked.Decrement(ref _activeSessions);
 
-    /// <summary>A connect succeeded: passive failures start again from zero.</summary>
+    /// <summary>Counts a reset that says nothing about the endpoint's health (see L4Handler.EndSession).</summary>
+    public void RecordReset() => Interlocked.Increment(ref _resets);
+
+    /// <summary>The endpoint served (an L4 session it answered, an L7 response): passive failures start again from zero.</summary>
     public void ConnectSucceeded() => Volatile.Write(ref _consecutivePassiveFailures, 0);
 
     /// <summary>Records a passive failure; returns true when it ejects the endpoint.</summary>

@@ -113,7 +113,6 @@ public sealed class L4Handler
             var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, cancellationToken).ConfigureAwait(false);
             if (result.Connection is not null)
             {
-                endpoint.ConnectSucceeded();
                 return (result.Connection, endpoint, RelayError.None);
             }
 
@@ -246,8 +245,27 @@ public sealed class L4Handler
         if (reason == RelayError.UpstreamReset)
         {
             metrics.UpstreamResets.WithLabels(cluster.Name, endpoint.Id).Inc();
-            _runtime.ReportPassiveFailure(cluster, endpoint, isConnectFailure: false);
+
+            // Only a reset before the upstream said anything counts against its health. Servers
+            // reset finished sessions routinely (iperf3 resets its data connections at the end of
+            // every test), and ejecting an endpoint for that refused the next sessions.
+            if (session.BytesOut == 0)
+            {
+                _runtime.ReportPassiveFailure(cluster, endpoint, isConnectFailure: false);
+            }
+            else
+            {
+                endpoint.RecordReset();
+            }
+
             RelayLog.SessionUpstreamError(_logger, session.Id, session.RouteName, reason, endpoint.Id, session.EndDetail);
+        }
+
+        // A session the upstream answered ends a run of passive failures; a bare connect does not,
+        // or an endpoint that accepts and then resets at once would never be ejected.
+        if (session.BytesOut > 0)
+        {
+            endpoint.ConnectSucceeded();
         }
 
         RelayLog.SessionEnded(_logger, session.Id, reason, session.BytesIn, session.BytesOut, duration.TotalMilliseconds);

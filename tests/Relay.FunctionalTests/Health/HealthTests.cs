@@ -71,4 +71,47 @@ public class HealthTests
         Assert.Equal(2, relay.Log.Named("UpstreamConnectFailed").Count());
         Assert.Contains("relay_sessions_rejected_total{route=\"r\",reason=\"NoHealthyEndpoint\"} 1", relay.Metrics());
     }
+
+    [Fact]
+    public async Task ResetsAfterAnAnswer_DoNotEject_ButResetsBeforeOneDo()
+    {
+        // Answers one byte, then resets, like iperf3 ending a test; or resets at once ("mute").
+        var mute = false;
+        await using var upstream = new TestUpstream(async (socket, ct) =>
+        {
+            var buffer = new byte[16];
+            if (await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, ct) > 0 && !Volatile.Read(ref mute))
+            {
+                await socket.SendAsync("!"u8.ToArray(), System.Net.Sockets.SocketFlags.None, ct);
+                await Task.Delay(50, ct);
+            }
+
+            socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+            socket.Close();
+        });
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
+            L4RelayTests.Endpoint("e1", upstream.Address),
+            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+
+        for (var i = 0; i < 4; i++)
+        {
+            using var client = await relay.ConnectAsync("r");
+            await client.SendAllAsync("x"u8.ToArray());
+            Assert.Equal("!"u8.ToArray(), await client.ReceiveExactlyAsync(1));
+            await client.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(10));
+        }
+
+        await relay.Log.WaitForAsync("SessionUpstreamError", TimeSpan.FromSeconds(5));
+        Assert.False(relay.Log.Has("EndpointEjected"), "resets after an answer must not eject");
+
+        Volatile.Write(ref mute, true);
+        for (var i = 0; i < 2; i++)
+        {
+            using var client = await relay.ConnectAsync("r");
+            await client.SendAllAsync("x"u8.ToArray());
+            Assert.Equal(0, await client.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+    }
 }
