@@ -94,6 +94,24 @@ internal sealed class MessageStream
     }
 
     /// <summary>
+    /// After a splice: forgets the partial message the dead host had sent past the last splice
+    /// point, so that the stream goes on at <see cref="SplicePoint"/> with the new host's bytes.
+    /// Counts and digest indices carry on. With raw there is nothing to forget.
+    /// </summary>
+    public void RewindToSplicePoint()
+    {
+        if (_framer.EveryByteIsSplicePoint || BytesFed == LastBoundary)
+        {
+            return;
+        }
+
+        _framer.Reset();
+        _hash?.Reset();
+        BytesFed = LastBoundary;
+        ErrorOffset = -1;
+    }
+
+    /// <summary>
     /// The response pump's step over a <c>PipeReader</c> buffer that starts at stream offset
     /// <paramref name="bufferStart"/> (the pump's <c>delivered</c>) and may repeat bytes already fed
     /// (the held partial message): feeds only the new bytes, and returns in <paramref name="whole"/>

@@ -92,4 +92,19 @@ public class ResponsePumpTests
         Assert.Equal(18, output.BytesFed);
         Assert.Throws<ArgumentOutOfRangeException>(() => output.FeedBuffered(second, 100, out _));
     }
+
+    [Fact]
+    public void RewindToSplicePoint_DropsTheDeadHostsPartialReply_AndCountsCarryOn()
+    {
+        var digests = new DigestLog(8);
+        var output = new MessageStream(MessageFramer.Create(CodecOptions.For(MessageCodec.Resp), StreamDirection.Response), digests);
+        Assert.True(output.Feed("+OK\r\n$5\r\nhe"u8)); // the primary dies two bytes into its second reply
+        output.RewindToSplicePoint();
+        Assert.Equal(5, output.BytesFed);
+        Assert.True(output.Feed("$5\r\nhello\r\n"u8)); // the shadow's copy of that reply, whole
+        Assert.Equal(2, output.Messages);
+        Assert.Equal(16, output.SplicePoint);
+        Assert.True(digests.TryGet(1, out var second));
+        Assert.Equal(new DigestEntry(1, 16, System.IO.Hashing.XxHash3.HashToUInt64("$5\r\nhello\r\n"u8)), second);
+    }
 }
