@@ -79,16 +79,17 @@ run_default_topology() {
     if [ ! -s "$token_file" ]; then
         (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file"; echo >> "$token_file")
     fi
-    local pids=()
+    # Global, not local: the EXIT trap runs after this function has returned.
+    SAMPLE_PIDS=()
     cleanup() {
-        for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-        wait 2>/dev/null || true
+        for pid in "${SAMPLE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+        for pid in "${SAMPLE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     }
     trap cleanup EXIT INT TERM
     "$relay" sample-server --listen 127.0.0.1:7101 --id game-a > "$state/game-a.log" 2>&1 &
-    pids+=($!)
+    SAMPLE_PIDS+=($!)
     "$relay" sample-server --listen 127.0.0.1:7102 --id game-b > "$state/game-b.log" 2>&1 &
-    pids+=($!)
+    SAMPLE_PIDS+=($!)
     cat <<MSG
 
 Relay's default topology (config/relay.json):
@@ -101,7 +102,7 @@ Try, in another terminal:
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/endpoints
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/sessions
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/metrics
-  kill ${pids[0]}   # stop game-a: it turns unhealthy within a few seconds and new sessions go to game-b
+  kill ${SAMPLE_PIDS[0]}   # stop game-a: it turns unhealthy within a few seconds and new sessions go to game-b
   edit config/relay.json: routes and clusters reload live
 Stop with Ctrl+C: the relay drains live sessions, then exits.
 
