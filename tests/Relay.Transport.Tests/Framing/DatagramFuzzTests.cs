@@ -5,6 +5,8 @@ using Relay.Transport.Tests.Support;
 
 namespace Relay.Transport.Tests.Framing;
 
+// Measures process-wide managed memory, so it must not share the process with tests running beside it.
+[Collection(nameof(DatagramFuzzTests))]
 public class DatagramFuzzTests
 {
     [Fact]
@@ -77,4 +79,9 @@ public class DatagramFuzzTests
         var growth = GC.GetTotalMemory(forceFullCollection: true) - memoryBefore;
         Assert.True(growth < 4 * 1024 * 1024, $"memory grew by {growth} bytes");
     }
+}
+
+[CollectionDefinition(nameof(DatagramFuzzTests), DisableParallelization = true)]
+public sealed class DatagramFuzzSerial
+{
 }
