@@ -1,6 +1,7 @@
 using Prometheus;
 using Relay.Clusters;
 using Relay.Diagnostics;
+using Relay.Echo.Splice;
 using Relay.L4;
 using Relay.L7;
 
@@ -9,7 +10,7 @@ namespace Relay.Admin;
 /// <summary>The admin REST API: read-only views of endpoints and sessions, health, readiness and metrics.</summary>
 internal static class AdminApi
 {
-    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, L7Host l7, AdminToken token, ILogger logger)
+    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, L7Host l7, EchoManager echo, AdminToken token, ILogger logger)
     {
         // Health and readiness stay open so that a load balancer or an orchestrator can probe them
         // without the token; everything else needs it.
@@ -79,7 +80,7 @@ internal static class AdminApi
         {
             var now = runtime.TimeProvider.GetTimestamp();
             return runtime.Snapshot.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
-                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now)));
+                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo)));
         });
 
         app.MapGet("/api/endpoints/{id}", (string id) =>
@@ -87,7 +88,7 @@ internal static class AdminApi
             var endpoint = runtime.FindEndpoint(id);
             return endpoint is null
                 ? Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound)
-                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp()));
+                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo));
         });
 
         app.MapGet("/api/sessions", (string? route, string? endpoint, int? limit) =>
@@ -96,11 +97,11 @@ internal static class AdminApi
                 .Where(s => (route is null || s.RouteName == route) && (endpoint is null || s.Endpoint?.Id == endpoint))
                 .OrderBy(s => s.Id)
                 .Take(Math.Clamp(limit ?? 1000, 1, 100_000));
-            return sessions.Select(s => SessionView(s, runtime.TimeProvider));
+            return sessions.Select(s => SessionView(s, runtime.TimeProvider, echo));
         });
 
         app.MapGet("/api/sessions/{id:long}", (long id) => runtime.Sessions.TryGetValue(id, out var session)
-            ? Results.Json(SessionView(session, runtime.TimeProvider))
+            ? Results.Json(SessionView(session, runtime.TimeProvider, echo))
             : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound));
 
         // L7 (issue 6): per-route request, retry, affinity and mirror state, and the L7 sessions.
@@ -111,13 +112,15 @@ internal static class AdminApi
         app.MapGet("/api/l7/sessions", (string? route, string? endpoint, int? limit) => l7.SessionViews(route, endpoint, Math.Clamp(limit ?? 1000, 1, 100_000)));
 
         // Drain: the endpoint takes no new sessions (L4) and its L7 sessions move on their next request.
-        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, id, true));
-        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, id, false));
+        // With echo, the endpoint's echoed sessions also move to their shadows now.
+        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, echo, id, true));
+        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, echo, id, false));
+        EchoApi.Map(app, runtime, echo);
 
         app.MapMetrics("/metrics", runtime.Metrics.Registry);
     }
 
-    private static IResult SetDraining(RelayRuntime runtime, string id, bool draining)
+    private static IResult SetDraining(RelayRuntime runtime, EchoManager echo, string id, bool draining)
     {
         var endpoint = runtime.FindEndpoint(id);
         if (endpoint is null)
@@ -126,7 +129,8 @@ internal static class AdminApi
         }
 
         endpoint.Draining = draining;
-        return Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp()));
+        var moving = draining ? echo.StartEvacuation(endpoint, SpliceTrigger.Drain) : 0;
+        return Results.Json(new { endpoint = EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo), movingEchoedSessions = moving });
     }
 
     internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners, L7Host l7)
@@ -151,7 +155,7 @@ internal static class AdminApi
         return problems;
     }
 
-    private static object EndpointView(EndpointState e, long now) => new
+    private static object EndpointView(EndpointState e, long now, EchoManager echo) => new
     {
         id = e.Id,
         cluster = e.ClusterName,
@@ -168,9 +172,11 @@ internal static class AdminApi
         resets = e.Resets,
         lastProbeAt = e.LastProbeAt,
         lastProbeError = e.LastProbeError,
+        notice = echo.NoticeFor(e.Id),
+        agent = EchoApi.EndpointAgent(echo, e),
     };
 
-    private static object SessionView(L4Session s, TimeProvider time) => new
+    private static object SessionView(L4Session s, TimeProvider time, EchoManager echo) => new
     {
         id = s.Id,
         route = s.RouteName,
@@ -182,5 +188,6 @@ internal static class AdminApi
         idleSeconds = time.GetElapsedTime(s.LastActivityTimestamp).TotalSeconds,
         bytesIn = s.BytesIn,
         bytesOut = s.BytesOut,
+        echo = EchoApi.SessionEcho(echo, s.Id),
     };
 }

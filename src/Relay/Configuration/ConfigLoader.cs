@@ -70,7 +70,7 @@ public static partial class ConfigLoader
                 return new RelayConfig();
             }
 
-            CheckKeys(root, "", "admin", "shutdown", "tuning", "routes", "clusters", "$schema");
+            CheckKeys(root, "", "admin", "shutdown", "tuning", "echo", "routes", "clusters", "$schema");
             var config = new RelayConfig();
             if (root.TryGetProperty("admin", out var admin))
             {
@@ -95,6 +95,11 @@ public static partial class ConfigLoader
                         InlineScheduling = Bool(tuning, "tuning", "inlineScheduling", true),
                     },
                 };
+            }
+
+            if (root.TryGetProperty("echo", out var echo))
+            {
+                config = config with { Echo = ReadEcho(echo, "echo") };
             }
 
             var routes = ImmutableDictionary.CreateBuilder<string, RouteConfig>(StringComparer.Ordinal);
@@ -161,7 +166,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            CheckKeys(element, path, ["listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout", "protocol", .. s_httpRouteKeys]);
+            CheckKeys(element, path, ["listen", "cluster", "maxSessions", "maxSessionsPerClient", "idleTimeout", "protocol", "echo", .. s_httpRouteKeys]);
             IPEndPoint? listen = null;
             if (element.TryGetProperty("listen", out var listenElement))
             {
@@ -198,6 +203,19 @@ public static partial class ConfigLoader
                 }
             }
 
+            EchoPolicyConfig? echo = null;
+            if (element.TryGetProperty("echo", out var echoElement))
+            {
+                if (protocol == RouteProtocol.Http)
+                {
+                    Errors.Add($"{path}.echo: only a TCP route is echoed (an HTTP route mirrors instead: see \"mirror\")");
+                }
+                else if (echoElement.ValueKind != JsonValueKind.Null)
+                {
+                    echo = ReadEchoPolicy(echoElement, $"{path}.echo");
+                }
+            }
+
             if (listen is null || cluster is null)
             {
                 return null;
@@ -213,6 +231,7 @@ public static partial class ConfigLoader
                 IdleTimeout = idle,
                 Protocol = protocol,
                 Http = http,
+                Echo = echo,
             };
         }
 
@@ -281,7 +300,7 @@ public static partial class ConfigLoader
                         continue;
                     }
 
-                    CheckKeys(property.Value, epath, "address", "region", "zone");
+                    CheckKeys(property.Value, epath, "address", "region", "zone", "agent");
                     var addressText = String(property.Value, epath, "address");
                     if (addressText is null)
                     {
@@ -301,6 +320,7 @@ public static partial class ConfigLoader
                         Address = address,
                         Region = String(property.Value, epath, "region"),
                         Zone = String(property.Value, epath, "zone"),
+                        Agent = property.Value.TryGetProperty("agent", out var agent) ? ListenAddress(agent, $"{epath}.agent") : null,
                     };
                 }
             }

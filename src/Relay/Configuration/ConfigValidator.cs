@@ -55,6 +55,11 @@ public static class ConfigValidator
                 errors.Add($"{path}.maxSessionsPerClient: {route.MaxSessionsPerClient} is more than maxSessions ({route.MaxSessions})");
             }
 
+            if (route.Echo is { } echo)
+            {
+                ValidateEcho(config, route, echo, $"{path}.echo", errors);
+            }
+
             if (route.Http?.Mirror is { } mirror)
             {
                 for (var i = 0; i < mirror.Shadows.Length; i++)
@@ -101,6 +106,35 @@ public static class ConfigValidator
                     addresses[key] = endpoint.Id;
                 }
             }
+        }
+    }
+
+    /// <summary>Largest message a route's codec may hold back: a partial message plus one read must stay under the pipe's pause threshold.</summary>
+    public static int MaxEchoMessageBytes(TransportTuning tuning) => Math.Max(3, tuning.MaxBufferedBytes - tuning.BlockBytes);
+
+    /// <summary>The message limit a route's codec runs with: its own setting, or the codec default within the pipe's buffer.</summary>
+    public static int EffectiveMaxMessageBytes(EchoPolicyConfig echo, TransportTuning tuning)
+    {
+        var cap = MaxEchoMessageBytes(tuning);
+        var codecDefault = echo.Codec == EchoCodec.Lines ? 64 * 1024 : 16 * 1024 * 1024;
+        return echo.MaxMessageBytes > 0 ? echo.MaxMessageBytes : Math.Min(codecDefault, cap);
+    }
+
+    public static void ValidateEcho(RelayConfig config, RouteConfig route, EchoPolicyConfig echo, string path, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(route);
+        ArgumentNullException.ThrowIfNull(echo);
+        ArgumentNullException.ThrowIfNull(errors);
+        var cap = MaxEchoMessageBytes(config.Tuning);
+        if (echo.Codec != EchoCodec.Raw && echo.MaxMessageBytes > cap)
+        {
+            errors.Add($"{path}.maxMessageBytes: {echo.MaxMessageBytes} is more than the {cap} bytes a pump can hold back (tuning.maxBufferedBytes {config.Tuning.MaxBufferedBytes} minus tuning.blockBytes {config.Tuning.BlockBytes}); raise tuning.maxBufferedBytes or lower it");
+        }
+
+        if (echo.Shadows > 0 && config.Clusters.TryGetValue(route.Cluster, out var cluster) && !cluster.Endpoints.Values.Any(e => e.Agent is not null))
+        {
+            errors.Add($"{path}.shadows: cluster \"{route.Cluster}\" has no endpoint with an \"agent\" address, so no session can have a shadow; give endpoints an agent or set shadows to 0");
         }
     }
 }

@@ -12,6 +12,8 @@ public sealed record RelayConfig
 
     public TransportTuning Tuning { get; init; } = new();
 
+    public EchoConfig Echo { get; init; } = new();
+
     public ImmutableDictionary<string, RouteConfig> Routes { get; init; } = ImmutableDictionary<string, RouteConfig>.Empty;
 
     public ImmutableDictionary<string, ClusterConfig> Clusters { get; init; } = ImmutableDictionary<string, ClusterConfig>.Empty;
@@ -82,6 +84,9 @@ public sealed record RouteConfig
 
     /// <summary>The L7 settings; null for a tcp route.</summary>
     public HttpRouteConfig? Http { get; init; }
+
+    /// <summary>The route's echo policy; null when its sessions are not echoed.</summary>
+    public EchoPolicyConfig? Echo { get; init; }
 }
 
 public sealed record ClusterConfig
@@ -114,6 +119,9 @@ public sealed record EndpointConfig
     public string? Region { get; init; }
 
     public string? Zone { get; init; }
+
+    /// <summary>The control address of the agent beside this endpoint; null when it runs none (it cannot be a shadow).</summary>
+    public IPEndPoint? Agent { get; init; }
 }
 
 public sealed record ActiveHealthConfig
@@ -140,4 +148,63 @@ public sealed record PassiveHealthConfig
 
     /// <summary>How long an ejected endpoint gets no new sessions. Defaults to 10 s.</summary>
     public TimeSpan EjectionTime { get; init; } = RelayDefaults.EjectionTime;
+}
+
+/// <summary>The relay's side of echo (docs/echo.md): how it reaches agents.</summary>
+public sealed record EchoConfig
+{
+    /// <summary>File holding the pre-shared key shared with the agents (at least 32 bytes).</summary>
+    public string? PskFile { get; init; }
+
+    /// <summary>Environment variable holding the pre-shared key when no file is given.</summary>
+    public string PskEnvironmentVariable { get; init; } = RelayDefaults.EchoPskEnvironmentVariable;
+
+    /// <summary>Local IP addresses of the echo paths, one UDP socket each per agent; the path count is their number.</summary>
+    public ImmutableArray<IPAddress> Paths { get; init; } = [IPAddress.Loopback, IPAddress.Loopback];
+
+    /// <summary>How long a TAKEOVER may wait for the agent's answer before the splice tries the next shadow or rolls back.</summary>
+    public TimeSpan TakeoverTimeout { get; init; } = RelayDefaults.TakeoverTimeout;
+
+    /// <summary>Sessions migrated at the same time when an endpoint is drained or noticed.</summary>
+    public int MaxConcurrentMigrations { get; init; } = 16;
+}
+
+/// <summary>The codec that sets a route's splice points.</summary>
+public enum EchoCodec
+{
+    Raw,
+    Lines,
+    LengthPrefixed16,
+    LengthPrefixed32,
+    Resp,
+}
+
+/// <summary>A route's echo policy: which sessions are echoed, how often, to how many shadows.</summary>
+public sealed record EchoPolicyConfig
+{
+    public EchoCodec Codec { get; init; } = EchoCodec.Raw;
+
+    /// <summary>Shadows per session.</summary>
+    public int Shadows { get; init; } = 1;
+
+    /// <summary>How often a session's new input is shipped (1 ms to 60 s).</summary>
+    public TimeSpan Interval { get; init; } = RelayDefaults.EchoInterval;
+
+    /// <summary>Input kept per session from its start; past it the log trims to the shadows' acks and gets no new shadows.</summary>
+    public long RetentionBytes { get; init; } = RelayDefaults.EchoRetentionBytes;
+
+    /// <summary>A shadow further behind than this is Syncing, not Ready.</summary>
+    public long MaxLagBytes { get; init; } = RelayDefaults.EchoMaxLagBytes;
+
+    /// <summary>A shadow without acks for this long is Lost.</summary>
+    public TimeSpan AckTimeout { get; init; } = RelayDefaults.EchoAckTimeout;
+
+    /// <summary>Prefer shadows in another zone (or region) than the primary.</summary>
+    public bool ZoneDiversity { get; init; } = true;
+
+    /// <summary>Largest message the codec accepts; 0 picks the codec's default within the pipe's buffer.</summary>
+    public int MaxMessageBytes { get; init; }
+
+    /// <summary>Whether a failing primary is replaced by a shadow at once (otherwise only planned splices run).</summary>
+    public bool Failover { get; init; } = true;
 }

@@ -65,4 +65,16 @@ public static class RelayDefaults
     public static readonly TimeSpan RetryBackoff = TimeSpan.FromMilliseconds(5);
 
     public static readonly TimeSpan RetryMaxBackoff = TimeSpan.FromMilliseconds(250);
+
+    public const string EchoPskEnvironmentVariable = "RELAY_ECHO_PSK";
+
+    public static readonly TimeSpan TakeoverTimeout = TimeSpan.FromSeconds(2);
+
+    public static readonly TimeSpan EchoInterval = TimeSpan.FromMilliseconds(5);
+
+    public const long EchoRetentionBytes = 4 * 1024 * 1024;
+
+    public const long EchoMaxLagBytes = 64 * 1024;
+
+    public static readonly TimeSpan EchoAckTimeout = TimeSpan.FromSeconds(3);
 }

@@ -5,6 +5,7 @@ using Relay.Admin;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.Diagnostics;
+using Relay.Echo.Splice;
 using Relay.Health;
 using Relay.L4;
 using Relay.L7;
@@ -23,6 +24,7 @@ public sealed class RelayApp : IAsyncDisposable
     private readonly L4ListenerManager _listeners;
     private readonly L7Host _l7;
     private readonly UpstreamConnector _connector;
+    private readonly EchoManager _echo;
     private readonly ActiveHealthProber _prober;
     private readonly AdminToken _token;
     private readonly ILogger _logger;
@@ -50,11 +52,12 @@ public sealed class RelayApp : IAsyncDisposable
 
         PoolFactory = poolFactory;
         _connector = new UpstreamConnector(config.Tuning, poolFactory);
-        _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>());
+        _echo = new EchoManager(_runtime, _connector, loggerFactory);
+        _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>(), _echo);
         _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
         _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());
         _l7 = new L7Host(_runtime, config.Tuning, web.Services, loggerFactory);
-        AdminApi.Map(web, _runtime, _listeners, _l7, token, _logger);
+        AdminApi.Map(web, _runtime, _listeners, _l7, _echo, token, _logger);
     }
 
     public RelayRuntime Runtime => _runtime;
@@ -71,6 +74,8 @@ public sealed class RelayApp : IAsyncDisposable
     public IReadOnlyDictionary<string, IPEndPoint> RouteAddresses => _listeners.BoundAddresses.Concat(_l7.BoundAddresses).ToDictionary(StringComparer.Ordinal);
 
     public L7Host L7 => _l7;
+
+    public EchoManager Echo => _echo;
 
     /// <summary>Builds a relay from a validated configuration. Fails with a clear message, never half-built.</summary>
     public static RelayApp Create(RelayConfig config, RelayAppOptions? options = null)
@@ -120,6 +125,12 @@ public sealed class RelayApp : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         var config = _runtime.Snapshot.Config;
+        var echoErrors = _echo.Start(config);
+        if (echoErrors.Count > 0)
+        {
+            throw new RelayStartException(echoErrors);
+        }
+
         var errors = new List<string>(await _listeners.ApplyAsync(L7Host.TcpOnly(config), cancellationToken).ConfigureAwait(false));
         errors.AddRange(await _l7.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
         if (errors.Count == 0 && config.Admin.Listen is not null)
@@ -160,6 +171,7 @@ public sealed class RelayApp : IAsyncDisposable
     {
         var current = _runtime.Snapshot.Config;
         _runtime.Apply(config);
+        _echo.Apply(config);
         var errors = await _listeners.ApplyAsync(L7Host.TcpOnly(config), cancellationToken).ConfigureAwait(false);
         var notes = new List<string>(errors);
         notes.AddRange(await _l7.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
@@ -198,6 +210,7 @@ public sealed class RelayApp : IAsyncDisposable
         }
 
         await _prober.DisposeAsync().ConfigureAwait(false);
+        await _echo.DisposeAsync().ConfigureAwait(false);
         if (_adminStarted)
         {
             await _web.StopAsync(CancellationToken.None).ConfigureAwait(false);

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.Diagnostics;
+using Relay.Echo.Splice;
 
 namespace Relay.L4;
 
@@ -18,11 +19,13 @@ public sealed class L4Handler
     private readonly RelayRuntime _runtime;
     private readonly UpstreamConnector _connector;
     private readonly ILogger _logger;
+    private readonly EchoManager? _echo;
     private readonly ConcurrentDictionary<string, RouteCounters> _routeCounters = new(StringComparer.Ordinal);
     private volatile bool _shuttingDown;
 
-    public L4Handler(RelayRuntime runtime, UpstreamConnector connector, ILogger<L4Handler> logger)
+    public L4Handler(RelayRuntime runtime, UpstreamConnector connector, ILogger<L4Handler> logger, EchoManager? echo = null)
     {
+        _echo = echo;
         _runtime = runtime;
         _connector = connector;
         _logger = logger;
@@ -70,6 +73,21 @@ public sealed class L4Handler
             metrics.SessionsTotal.WithLabels(routeName).Inc();
             metrics.SessionsActive.WithLabels(routeName).Inc();
             RelayLog.SessionStarted(_logger, session.Id, routeName, client.RemoteEndPoint, endpoint.Id, upstream.RemoteEndPoint);
+            if (_echo is { Enabled: true } echo && echo.PolicyFor(route) is { } policy)
+            {
+                // Echoed sessions run their own pumps, which can pause and move the upstream leg.
+                try
+                {
+                    await echo.RunSessionAsync(session, route, policy, upstream, endpoint).ConfigureAwait(false);
+                }
+                finally
+                {
+                    EndSession(session, cluster, session.Endpoint ?? endpoint);
+                }
+
+                return;
+            }
+
             try
             {
                 await using (upstream.ConfigureAwait(false))

@@ -18,4 +18,13 @@ public enum RelayError
     Shutdown,
     RouteRemoved,
     Aborted,
+
+    /// <summary>The client sent what the route's codec refuses (echo routes).</summary>
+    ClientProtocol,
+
+    /// <summary>The upstream sent what the route's codec refuses (echo routes).</summary>
+    UpstreamProtocol,
+
+    /// <summary>The primary failed and no shadow could take the session over.</summary>
+    NoShadowReady,
 }

@@ -54,6 +54,14 @@ public sealed class UpstreamConnector : IDisposable
         return new ConnectResult(connection, RelayError.None, null);
     }
 
+    /// <summary>Wraps a socket that is already connected (an agent's takeover connection) as an upstream leg.</summary>
+    internal ConnectionContext Adopt(Socket socket)
+    {
+        var connection = new UpstreamConnection(socket, _pool, _tuning.MaxBufferedBytes, _tuning.InlineScheduling);
+        connection.Start();
+        return connection;
+    }
+
     public void Dispose() => _pool.Dispose();
 }
 
