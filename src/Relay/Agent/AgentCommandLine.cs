@@ -227,10 +227,20 @@ public static class AgentCommandLine
         }
 
         options.Paths = paths;
+        var beforePsk = problems.Count;
         ReadPsk(pskFile, pskFromEnvironment, options, problems);
-        if (problems.Count == 0)
+        var pskReported = problems.Count > beforePsk;
+
+        // Report every problem at once, but a key whose value was already refused only once.
+        foreach (var error in options.Validate())
         {
-            problems.AddRange(options.Validate());
+            var names = error[..error.IndexOf(':', StringComparison.Ordinal)].Split([' ', '(', ')', ','], StringSplitOptions.RemoveEmptyEntries);
+            var reported = (pskReported && names[0] == "agent.pskFile")
+                || problems.Any(p => names.Any(n => (n.StartsWith("agent.", StringComparison.Ordinal) || n.StartsWith("--", StringComparison.Ordinal)) && p.StartsWith(n, StringComparison.Ordinal)));
+            if (!reported)
+            {
+                problems.Add(error);
+            }
         }
 
         errors = problems;

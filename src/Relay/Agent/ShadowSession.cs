@@ -535,18 +535,20 @@ internal sealed class ShadowSession : IDisposable
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
         {
-            bool echoing;
+            bool echoing, forwarding;
             lock (_gate)
             {
                 echoing = !_closed && _forwardTo is null;
+                forwarding = !_closed && _forwardTo is not null;
             }
 
             if (echoing && ex is SocketException socketError)
             {
                 FailFromTask($"reading from the backend failed: {socketError.SocketErrorCode}");
             }
-            else if (!echoing && ex is SocketException)
+            else if (forwarding)
             {
+                // A spliced session's direction failed: SpliceAsync observes it and ends the other.
                 throw;
             }
         }

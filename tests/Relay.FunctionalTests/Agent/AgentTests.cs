@@ -216,6 +216,8 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.Contains(errors, e => e.StartsWith("--control:", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("--ack-interval:", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("agent.pskFile (--psk-file): required", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("agent.backend (--backend): required", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.StartsWith("agent.control", StringComparison.Ordinal)); // refused once, as --control
 
         Assert.False(AgentCommandLine.TryParse(["--id", "a", "--control", "127.0.0.1:0", "--backend", "127.0.0.1:7102"], "short\n", out _, out _, out errors));
         Assert.Equal(["$RELAY_ECHO_PSK: the pre-shared key must be at least 32 bytes (it has 5)"], errors);
