@@ -134,6 +134,32 @@ public sealed class AgentTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RawTakeover_CutsAtAByteOffset()
+    {
+        await using var relay = await FakeRelay.ConnectAsync(_agent.ControlEndPoint, s_psk, RelayId);
+        var input = Encoding.UTF8.GetBytes("HELLO\nMOVE 1 2\nSTATE\n");
+        var reference = await ReferenceAsync(input, 3);
+
+        await relay.OpenAsync(8, MessageCodec.Raw);
+        await relay.DataAsync(8, 0, input);
+        await relay.DigestsAsync(8, 10, []);
+        await relay.WaitForAckAsync(8, a => a.Applied == input.Length && a.ShadowMessages == reference.Length);
+
+        var (socket, control) = await OpenTakeoverAsync();
+        using (socket)
+        await using (control)
+        {
+            var ct = TestContext.Current.CancellationToken;
+            await control.SendAsync(EchoWire.Takeover(new TakeoverRequest(RelayId, 8, input.Length, 13, false, input.Length, 0)), ct);
+            var answer = await control.ReceiveAsync(ct).AsTask().WaitAsync(FakeRelay.Timeout, ct);
+            Assert.NotNull(answer);
+            Assert.True(EchoWire.TryReadTakeoverOk(answer, out var cut), Describe(answer));
+            Assert.Equal(13, cut);
+            Assert.Equal(Encoding.UTF8.GetString(reference.AsSpan(13)), Encoding.UTF8.GetString(await ReadExactlyAsync(socket, reference.Length - 13)));
+        }
+    }
+
+    [Fact]
     public async Task TakeoverOfAnUnknownSession_IsRefusedWithASentence()
     {
         var (socket, control) = await OpenTakeoverAsync();
