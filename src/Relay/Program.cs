@@ -49,6 +49,11 @@ public static class RelayProgram
             return await SampleServerMainAsync(args[1..]).ConfigureAwait(false);
         }
 
+        if (args.Length > 0 && args[0] == "agent")
+        {
+            return await Relay.Agent.AgentCommandLine.MainAsync(args[1..]).ConfigureAwait(false);
+        }
+
         if (!CommandLine.TryParse(args, out var command, out var usageError))
         {
             await Console.Error.WriteLineAsync($"relay: {usageError}\nTry 'relay --help'.").ConfigureAwait(false);

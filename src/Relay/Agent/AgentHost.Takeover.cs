@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using Relay.Echo;
+using Relay.Transport.Control;
+
+namespace Relay.Agent;
+
+public sealed partial class AgentHost
+{
+    /// <summary>
+    /// A pre-opened takeover connection: waits (possibly minutes) for one TAKEOVER, applies its tail,
+    /// waits for the backend's output to reach <c>delivered</c>, answers OK with the cut, and from then on
+    /// carries the session's bytes raw on this socket (DESIGN.md "Splice", steps 2-3).
+    /// </summary>
+    private async Task RunTakeoverAsync(ControlChannel control, Socket socket, EndPoint? remote)
+    {
+        // After TakeoverOk the control channel is no longer used, but it stays undisposed until the
+        // splice ends: disposing it would close the socket the session now runs on.
+        try
+        {
+            var message = await control.ReceiveAsync(_stop.Token).ConfigureAwait(false);
+            if (message is null)
+            {
+                return;
+            }
+
+            if (!EchoWire.TryReadTakeover(message, out var request))
+            {
+                CountDropped();
+                await RefuseAsync(control, 0, 0, "the message is not a well-formed Takeover").ConfigureAwait(false);
+                return;
+            }
+
+            var started = Stopwatch.GetTimestamp();
+            if (!_registry.TryGetValue((request.RelayId, request.SessionId), out var session))
+            {
+                await RefuseAsync(control, request.RelayId, request.SessionId, $"agent {Options.Id} holds no shadow of session {request.SessionId} of relay {request.RelayId}").ConfigureAwait(false);
+                return;
+            }
+
+            if (session.TakeoverObstacle() is { } obstacle)
+            {
+                await RefuseAsync(control, request.RelayId, request.SessionId, obstacle).ConfigureAwait(false);
+                return;
+            }
+
+            if (request.DeliveredIsMessages != (session.Codec != MessageCodec.Raw))
+            {
+                await RefuseAsync(control, request.RelayId, request.SessionId, $"delivered is given in {(request.DeliveredIsMessages ? "messages" : "bytes")}, but the session's codec {session.Codec} counts {(session.Codec == MessageCodec.Raw ? "bytes" : "messages")}").ConfigureAwait(false);
+                return;
+            }
+
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            deadline.CancelAfter(Options.TakeoverTimeout);
+            if (await ApplyTailAsync(control, session, request, deadline.Token).ConfigureAwait(false) is { } tailProblem)
+            {
+                await RefuseAsync(control, request.RelayId, request.SessionId, tailProblem).ConfigureAwait(false);
+                return;
+            }
+
+            // Wait for the backend to answer up to 'delivered'. Takeovers are rare: polling is enough.
+            while (session.OutputProgress() < request.Delivered && session.TakeoverObstacle() is null && !deadline.IsCancellationRequested)
+            {
+                try
+                {
+                    await Task.Delay(1, deadline.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+
+            _stop.Token.ThrowIfCancellationRequested();
+            var progress = session.OutputProgress();
+            if (progress < request.Delivered)
+            {
+                var unit = session.Codec == MessageCodec.Raw ? "byte(s)" : "message(s)";
+                var why = session.TakeoverObstacle() ?? $"within {Options.TakeoverTimeout.TotalMilliseconds:F0} ms";
+                await RefuseAsync(control, request.RelayId, request.SessionId, $"the backend's output reached {progress} of the {request.Delivered} delivered {unit} ({why})").ConfigureAwait(false);
+                return;
+            }
+
+            if (!session.TryDetach(request.Delivered, socket, out var cut, out var pending, out var detachProblem))
+            {
+                await RefuseAsync(control, request.RelayId, request.SessionId, detachProblem).ConfigureAwait(false);
+                return;
+            }
+
+            Interlocked.Increment(ref _spliced);
+            try
+            {
+                await control.SendAsync(EchoWire.TakeoverOk(cut), _stop.Token).ConfigureAwait(false);
+
+                // ControlChannel reads exactly one frame at a time, so the raw bytes start right here.
+                if (!pending.IsEmpty)
+                {
+                    await socket.SendAsync(pending, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+                }
+
+                session.ReleaseForwarding();
+                Interlocked.Increment(ref _takeovers);
+                AgentLog.TakeoverDone(_logger, request.SessionId, request.RelayId, request.Delivered, cut, request.TailLength, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                var (toBackend, fromBackend) = await session.SpliceAsync(socket, _stop.Token).ConfigureAwait(false);
+                AgentLog.SplicedEnded(_logger, request.SessionId, request.RelayId, toBackend, fromBackend + pending.Length);
+            }
+            finally
+            {
+                session.Close();
+                Unregister(session);
+                Interlocked.Decrement(ref _spliced);
+            }
+        }
+        catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or InvalidDataException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (!_stop.IsCancellationRequested)
+            {
+                AgentLog.TakeoverConnectionFailed(_logger, remote, ex);
+            }
+        }
+        finally
+        {
+            await control.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reads the TakeoverTail messages and applies the bytes beyond the shadow's applied offset; returns a problem or null.</summary>
+    private static async Task<string?> ApplyTailAsync(ControlChannel control, ShadowSession session, TakeoverRequest request, CancellationToken cancellationToken)
+    {
+        var offset = request.TailStart;
+        var remaining = request.TailLength;
+        var applied = session.Applied;
+        if (request.TailStart > applied)
+        {
+            return $"the tail starts at input offset {request.TailStart}, but the shadow applied only {applied} byte(s)";
+        }
+
+        try
+        {
+            while (remaining > 0)
+            {
+                var chunk = await control.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+                if (chunk is null)
+                {
+                    return "the relay closed the connection inside the tail";
+                }
+
+                if (EchoWire.TypeOf(chunk) != EchoMessageType.TakeoverTail || chunk.Length - 1 > remaining)
+                {
+                    return $"expected a TakeoverTail chunk of at most {remaining} byte(s), got a message of type {chunk[0]} and {chunk.Length} byte(s)";
+                }
+
+                if (!session.TryApply(offset, chunk.AsSpan(1), out var problem))
+                {
+                    return problem;
+                }
+
+                offset += chunk.Length - 1;
+                remaining -= chunk.Length - 1;
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return $"the tail did not arrive within the takeover timeout ({remaining} of {request.TailLength} byte(s) missing)";
+        }
+
+        applied = session.Applied;
+        return applied == request.InOffset ? null : $"after the tail the shadow applied {applied} byte(s), not the relay's {request.InOffset}";
+    }
+
+    private async Task RefuseAsync(ControlChannel control, long relayId, long sessionId, string reason)
+    {
+        Interlocked.Increment(ref _takeoversRefused);
+        AgentLog.TakeoverRefused(_logger, sessionId, relayId, reason);
+        await control.SendAsync(EchoWire.Refused(reason), _stop.Token).ConfigureAwait(false);
+    }
+}
