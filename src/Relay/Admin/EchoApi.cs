@@ -163,6 +163,7 @@ internal static class EchoApi
         ackTimeout = DurationParser.Format(policy.AckTimeout),
         zoneDiversity = policy.ZoneDiversity,
         maxMessageBytes = policy.MaxMessageBytes,
+        uncomparedResponses = policy.UncomparedResponses,
         failover = policy.Failover,
     };
 

@@ -67,7 +67,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "zoneDiversity", "maxMessageBytes", "failover");
+            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover");
             var interval = reader.Duration(element, path, "interval", RelayDefaults.EchoInterval);
             if (interval < TimeSpan.FromMilliseconds(1) || interval > TimeSpan.FromSeconds(60))
             {
@@ -87,6 +87,7 @@ public static partial class ConfigLoader
                 AckTimeout = reader.Duration(element, path, "ackTimeout", RelayDefaults.EchoAckTimeout),
                 ZoneDiversity = reader.Bool(element, path, "zoneDiversity", true),
                 MaxMessageBytes = reader.Int(element, path, "maxMessageBytes", 0, 0, 64 * 1024 * 1024),
+                UncomparedResponses = reader.Int(element, path, "uncomparedResponses", 0, 0, 1_000_000),
                 Failover = reader.Bool(element, path, "failover", true),
             };
         }

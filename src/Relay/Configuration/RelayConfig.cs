@@ -205,6 +205,13 @@ public sealed record EchoPolicyConfig
     /// <summary>Largest message the codec accepts; 0 picks the codec's default within the pipe's buffer.</summary>
     public int MaxMessageBytes { get; init; }
 
+    /// <summary>
+    /// Responses at a session's start whose digests are not compared: handshake replies that name
+    /// the host or list things in a host-specific order (redis-cli's COMMAND DOCS, HELLO). The shadow
+    /// still counts them, so splices stay exact.
+    /// </summary>
+    public int UncomparedResponses { get; init; }
+
     /// <summary>Whether a failing primary is replaced by a shadow at once (otherwise only planned splices run).</summary>
     public bool Failover { get; init; } = true;
 }

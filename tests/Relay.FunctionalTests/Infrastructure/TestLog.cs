@@ -18,6 +18,9 @@ public sealed class TestLog : ILoggerProvider
 
     public IEnumerable<LogEntry> Named(string eventName) => Entries.Where(e => e.EventName == eventName);
 
+    /// <summary>The last <paramref name="count"/> entries at Information or above, for a failure message.</summary>
+    public string Tail(int count) => string.Join("\n", Entries.Where(e => e.Level >= LogLevel.Information).TakeLast(count).Select(e => $"{e.Level} {e.EventName}: {e.Message}"));
+
     public async Task<LogEntry> WaitForAsync(string eventName, TimeSpan timeout, Func<LogEntry, bool>? predicate = null)
     {
         var deadline = DateTime.UtcNow + timeout;

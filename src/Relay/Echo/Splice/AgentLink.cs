@@ -386,9 +386,10 @@ internal sealed class AgentLink : IAsyncDisposable
         var delivered = session.Delivered;
         while (shadow.SentDigestIndex < digests.Count || delivered != shadow.SentDelivered)
         {
-            if (shadow.SentDigestIndex < digests.FirstRetained)
+            var first = Math.Max(digests.FirstRetained, session.Policy.UncomparedResponses);
+            if (shadow.SentDigestIndex < first)
             {
-                shadow.SentDigestIndex = digests.FirstRetained;
+                shadow.SentDigestIndex = Math.Min(first, digests.Count);
             }
 
             var count = digests.CopyTo(shadow.SentDigestIndex, entries);

@@ -207,7 +207,7 @@ public sealed class EchoManager : IAsyncDisposable
     internal async Task RunSessionAsync(L4Session session, RouteConfig route, EchoPolicyConfig policy, ConnectionContext upstream, EndpointState endpoint)
     {
         var maxMessage = ConfigValidator.EffectiveMaxMessageBytes(policy, _runtime.Snapshot.Config.Tuning);
-        using var echo = new EchoSession(session.Id, route.Name, policy, maxMessage);
+        using var echo = new EchoSession(session.Id, route.Name, policy, maxMessage, endpoint.Id);
         var spliced = new SplicedSession(this, session, echo, upstream, endpoint);
         _sessions[session.Id] = spliced;
         try
@@ -227,6 +227,14 @@ public sealed class EchoManager : IAsyncDisposable
 
     /// <summary>Tops a session's shadows up to its policy, from endpoints with a connected agent.</summary>
     internal void EnsureShadows(SplicedSession spliced)
+    {
+        lock (spliced.Echo.ShadowGate)
+        {
+            EnsureShadowsLocked(spliced);
+        }
+    }
+
+    private void EnsureShadowsLocked(SplicedSession spliced)
     {
         var echo = spliced.Echo;
         if (!Enabled || echo.Ended || spliced.IsEnding)
@@ -252,7 +260,7 @@ public sealed class EchoManager : IAsyncDisposable
         var candidates = new List<(AgentLink Link, EndpointState Endpoint)>();
         foreach (var endpoint in cluster.Endpoints)
         {
-            if (ReferenceEquals(endpoint, primary) || !endpoint.IsAvailable(now) || _notices.ContainsKey(endpoint.Id)
+            if (ReferenceEquals(endpoint, primary) || echo.HasUsed(endpoint.Id) || !endpoint.IsAvailable(now) || _notices.ContainsKey(endpoint.Id)
                 || !_links.TryGetValue(endpoint.Id, out var link) || !link.Connected
                 || current.Any(s => ReferenceEquals(s.Endpoint, endpoint)))
             {
@@ -280,8 +288,12 @@ public sealed class EchoManager : IAsyncDisposable
             var shadow = echo.TryAddShadow(link, endpoint, Time, out var reason);
             if (shadow is null)
             {
-                SpliceLog.NoNewShadow(_logger, echo.Id, reason ?? "unknown");
-                break;
+                if (echo.NoShadowReasonChanged(reason ?? "unknown"))
+                {
+                    SpliceLog.NoNewShadow(_logger, echo.Id, reason ?? "unknown");
+                }
+
+                continue;
             }
 
             if (!link.Register(shadow))
@@ -291,6 +303,15 @@ public sealed class EchoManager : IAsyncDisposable
             }
 
             need--;
+        }
+
+        if (need > 0)
+        {
+            var why = $"{need} of {echo.Policy.Shadows} shadow(s) missing: no other endpoint of cluster {cluster.Name} is available with a connected agent and has not served this session";
+            if (echo.NoShadowReasonChanged(why))
+            {
+                SpliceLog.NoNewShadow(_logger, echo.Id, why);
+            }
         }
     }
 
@@ -462,13 +483,6 @@ public sealed class EchoManager : IAsyncDisposable
         var echo = spliced.Echo;
         Metrics.Splices.WithLabels(echo.Route, Label(trigger), "lost").Inc();
         echo.AddSplice(new SpliceRecord(Time.GetUtcNow(), from.Id, null, trigger, "lost", blackoutMs, reason));
-        if (failure == RelayError.UpstreamClosed)
-        {
-            // A FIN that no shadow could continue: most likely the backend's own close.
-            SpliceLog.TakeoverFailed(_logger, echo.Id, from.Id, $"the primary closed the connection and no shadow continued it: {reason}");
-            return;
-        }
-
         Metrics.SessionsLost.WithLabels(echo.Route).Inc();
         SpliceLog.SessionLost(_logger, echo.Id, from.Id, failure, reason);
     }
@@ -481,6 +495,19 @@ public sealed class EchoManager : IAsyncDisposable
         SpliceTrigger.Notice => "notice",
         _ => "health",
     };
+
+    /// <summary>Whether the endpoint still accepts a TCP connection (within 300 ms): tells a server's own close from its death.</summary>
+    internal async Task<bool> AcceptsConnectionsAsync(EndpointState endpoint)
+    {
+        var result = await _connector.ConnectAsync(endpoint.Config.Address, TimeSpan.FromMilliseconds(300), CancellationToken.None).ConfigureAwait(false);
+        if (result.Connection is { } connection)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return true;
+        }
+
+        return false;
+    }
 
     // ---- triggers ----
 

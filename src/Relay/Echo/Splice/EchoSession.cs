@@ -34,11 +34,14 @@ internal sealed class EchoSession : IDisposable
     private readonly object _gate = new();
     private readonly List<ShadowLink> _shadows = [];
     private readonly List<SpliceRecord> _splices = [];
+    private readonly HashSet<string> _usedEndpoints = new(StringComparer.Ordinal);
+    private string? _lastNoShadowReason;
     private long _delivered;
 
-    public EchoSession(long id, string route, EchoPolicyConfig policy, int maxMessageBytes)
+    public EchoSession(long id, string route, EchoPolicyConfig policy, int maxMessageBytes, string primary)
     {
         Id = id;
+        _usedEndpoints.Add(primary);
         Route = route;
         Policy = policy;
         Codec = policy.Codec switch
@@ -59,6 +62,9 @@ internal sealed class EchoSession : IDisposable
     }
 
     public long Id { get; }
+
+    /// <summary>Serialises shadow selection for this session.</summary>
+    public object ShadowGate { get; } = new();
 
     public string Route { get; }
 
@@ -134,6 +140,12 @@ internal sealed class EchoSession : IDisposable
                 return null;
             }
 
+            if (!_usedEndpoints.Add(endpoint.Id))
+            {
+                reason = $"endpoint {endpoint.Id} has already served this session; a replay there could apply its input twice";
+                return null;
+            }
+
             if (!Log.TryAddShadow(out var slot, out reason))
             {
                 return null;
@@ -142,6 +154,30 @@ internal sealed class EchoSession : IDisposable
             var shadow = new ShadowLink(this, link, endpoint, slot, new ShadowSessionTracker(TrackerPolicy, time));
             _shadows.Add(shadow);
             return shadow;
+        }
+    }
+
+    /// <summary>Whether an endpoint has been this session's primary or shadow: it never gets a (new) shadow of it.</summary>
+    public bool HasUsed(string endpoint)
+    {
+        lock (_gate)
+        {
+            return _usedEndpoints.Contains(endpoint);
+        }
+    }
+
+    /// <summary>Returns true when <paramref name="reason"/> differs from the last reason given, so it is logged once.</summary>
+    public bool NoShadowReasonChanged(string reason)
+    {
+        lock (_gate)
+        {
+            if (reason == _lastNoShadowReason)
+            {
+                return false;
+            }
+
+            _lastNoShadowReason = reason;
+            return true;
         }
     }
 

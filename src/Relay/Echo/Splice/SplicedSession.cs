@@ -194,7 +194,7 @@ internal sealed class SplicedSession
             outcome = new SpliceOutcome(false, from.Id, null, blackout, result.Failure);
             var failure = _failure == RelayError.None ? RelayError.UpstreamReset : _failure;
             _manager.OnLost(this, from, failure, trigger, blackout, result.Failure ?? "no shadow");
-            Session.TrySetEndReason(failure == RelayError.UpstreamClosed ? RelayError.UpstreamClosed : RelayError.NoShadowReady, $"{_failureDetail}; {result.Failure}");
+            Session.TrySetEndReason(RelayError.NoShadowReady, $"{_failureDetail}; {result.Failure}");
         }
         else
         {
@@ -463,7 +463,7 @@ internal sealed class SplicedSession
 
                 if (result.IsCompleted)
                 {
-                    if (!IsNaturalEnd() && await FailAsync(generation, RelayError.UpstreamClosed, inbound: false, "the primary closed the connection").ConfigureAwait(false))
+                    if (!await IsNaturalEndAsync().ConfigureAwait(false) && await FailAsync(generation, RelayError.UpstreamClosed, inbound: false, "the primary closed the connection").ConfigureAwait(false))
                     {
                         continue;
                     }
@@ -501,18 +501,18 @@ internal sealed class SplicedSession
     }
 
     /// <summary>
-    /// An upstream FIN is the session's own end when the client has finished, when no shadow could
-    /// take over, or when a shadow's backend closed too after the same input; otherwise (a killed
-    /// process closes its sockets with FIN as well) it is a failure to splice around.
+    /// An upstream FIN is the session's own end when the client has finished, when a shadow's backend
+    /// closed too after the same input, or when the primary still accepts connections (it closed this
+    /// one on purpose). A killed process closes its sockets with FIN as well, and then refuses new
+    /// connections: that is a failure to splice around.
     /// </summary>
-    private bool IsNaturalEnd()
+    private async ValueTask<bool> IsNaturalEndAsync()
     {
         if (_clientEnded || !Echo.Policy.Failover)
         {
             return true;
         }
 
-        var anyReady = false;
         var length = Echo.Log.Length;
         foreach (var shadow in Echo.Shadows)
         {
@@ -520,10 +520,8 @@ internal sealed class SplicedSession
             {
                 return true;
             }
-
-            anyReady |= shadow.State == ShadowState.Ready;
         }
 
-        return !anyReady;
+        return await _manager.AcceptsConnectionsAsync(Endpoint).ConfigureAwait(false);
     }
 }

@@ -1,0 +1,265 @@
+using System.Net.Sockets;
+using System.Text;
+using Relay.FunctionalTests.Infrastructure;
+
+namespace Relay.FunctionalTests.Echo;
+
+/// <summary>
+/// Issue 5's acceptance on real sockets: sample-server processes (killed with SIGKILL), agents
+/// beside them, the relay in front, clients that check every byte against a run without failure.
+/// </summary>
+[Collection(EchoTests.Name)]
+public sealed class SpliceTests
+{
+    private const string LinesPolicy = """{ "codec": "lines", "shadows": SHADOWS, "interval": "2ms", "ackTimeout": "3s" }""";
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task KillingThePrimaryMidStreamLosesNoSessionAndNoByte(int shadows)
+    {
+        var backends = new List<BackendProcess>();
+        for (var i = 0; i < 3; i++)
+        {
+            backends.Add(await BackendProcess.StartSampleServerAsync($"s{i}"));
+        }
+
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", shadows.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+        const int Clients = 12;
+        const int Bursts = 120;
+        var clients = Enumerable.Range(0, Clients).Select(i => new ScriptedClient(1000 + i, Bursts)).ToList();
+        var sockets = new List<Socket>();
+        try
+        {
+            foreach (var client in clients)
+            {
+                var socket = await bed.Relay.ConnectAsync("svc");
+                sockets.Add(socket);
+                await client.RunAsync(socket, 0, 5);
+            }
+
+            await bed.WaitUntilAsync(() => bed.Relay.App.Echo.Sessions.Count() == Clients && bed.AllShadowsReady(shadows), $"every session has {shadows} Ready shadow(s)");
+
+            // Under load: every client keeps sending while the busiest endpoint's process is killed.
+            var victim = bed.Relay.App.Echo.Sessions.GroupBy(s => s.Endpoint.Id).OrderByDescending(g => g.Count()).First().Key;
+            var onVictim = bed.Relay.App.Echo.Sessions.Count(s => s.Endpoint.Id == victim);
+            var runs = clients.Select((c, i) => c.RunAsync(sockets[i], 5, Bursts, TimeSpan.FromMilliseconds(3))).ToList();
+            await bed.WaitUntilAsync(() => clients.All(c => c.Completed >= 30), "every client is 30 bursts in");
+            backends[victim[0] - 'a'].Kill();
+            await Task.WhenAll(runs).WaitAsync(TimeSpan.FromSeconds(90));
+
+            var reference = backends.First(b => !b.HasExited).EndPoint;
+            for (var i = 0; i < Clients; i++)
+            {
+                var expected = await clients[i].ReferenceAsync(reference);
+                Assert.True(expected.AsSpan().SequenceEqual(clients[i].Received), $"client {i}: its bytes differ from a run without the failure\nexpected tail: {Tail(expected)}\nreceived tail: {Tail(clients[i].Received)}");
+            }
+
+            Assert.DoesNotContain(bed.Relay.App.Echo.Sessions, s => s.Endpoint.Id == victim);
+            var metrics = bed.Relay.Metrics();
+            Assert.True(SumMetric(metrics, "relay_splices_total", "result=\"spliced\"") >= onVictim, metrics);
+            Assert.Equal(0, SumMetric(metrics, "relay_echo_sessions_lost_total", ""));
+            Assert.True(bed.Relay.Log.Has("Spliced"));
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task DrainingAnEndpointMovesAllItsLiveSessions()
+    {
+        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
+        const int Clients = 200;
+        var clients = Enumerable.Range(0, Clients).Select(i => new ScriptedClient(5000 + i, 8)).ToList();
+        var sockets = new Socket[Clients];
+        try
+        {
+            await Parallel.ForEachAsync(Enumerable.Range(0, Clients), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
+            {
+                sockets[i] = await bed.Relay.ConnectAsync("svc");
+                await clients[i].RunAsync(sockets[i], 0, 4);
+            });
+
+            await bed.WaitUntilAsync(() => bed.Relay.App.Echo.Sessions.Count() == Clients && bed.AllShadowsReady(1), "every session has a Ready shadow", TimeSpan.FromSeconds(60));
+            var onA = bed.Relay.App.Echo.SessionsOn("a");
+            Assert.True(onA > 0, "no session landed on endpoint a");
+
+            using (var drained = await bed.Relay.Http.PostAsync("/api/endpoints/a/drain", null))
+            {
+                Assert.Equal(System.Net.HttpStatusCode.OK, drained.StatusCode);
+                Assert.Contains($"\"movingEchoedSessions\":{onA}", await drained.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
+            await bed.WaitUntilAsync(() => bed.Relay.App.Echo.SessionsOn("a") == 0, "no echoed session is left on a", TimeSpan.FromSeconds(60));
+            Assert.Equal(Clients, bed.Relay.App.Echo.Sessions.Count());
+
+            // Every session is alive and its history intact: the rest of each script answers as if nothing happened.
+            await Parallel.ForEachAsync(Enumerable.Range(0, Clients), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) => await clients[i].RunAsync(sockets[i], 4, 8));
+            for (var i = 0; i < Clients; i++)
+            {
+                var expected = await clients[i].ReferenceAsync(backends[1].EndPoint);
+                Assert.True(expected.AsSpan().SequenceEqual(clients[i].Received), $"client {i}: its bytes differ from a run without the drain");
+            }
+
+            var metrics = bed.Relay.Metrics();
+            Assert.Equal(onA, SumMetric(metrics, "relay_splices_total", "trigger=\"drain\",result=\"spliced\""));
+            Assert.Equal(onA, SumMetric(metrics, "relay_splice_blackout_seconds_count", ""));
+            var moved = bed.Relay.App.Echo.Sessions.First(s => s.Echo.Splices.Length > 0);
+            var record = Assert.Single(moved.Echo.Splices);
+            Assert.Equal(("a", "b", "spliced"), (record.From, record.To, record.Result));
+            Assert.True(record.BlackoutMs > 0);
+            var api = await bed.Relay.Http.GetStringAsync($"/api/sessions/{moved.Session.Id}");
+            Assert.Contains("\"blackoutMs\"", api, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket?.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ADivergedShadowIsNeverUsed()
+    {
+        // WHO names the server: b answers like a (same id), c does not, so c's digests diverge.
+        var backends = new List<BackendProcess>
+        {
+            await BackendProcess.StartSampleServerAsync("same"),
+            await BackendProcess.StartSampleServerAsync("same"),
+            await BackendProcess.StartSampleServerAsync("other"),
+        };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "2", StringComparison.Ordinal));
+
+        // Drain b and c so that the session's primary is a, then undrain them for its shadows.
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/drain", null);
+        await bed.Relay.Http.PostAsync("/api/endpoints/c/drain", null);
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        await socket.SendAllAsync("HELLO\n"u8.ToArray());
+        Assert.Equal("1 WELCOME sample-protocol 1", await socket.ReadLineAsync());
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/undrain", null);
+        await bed.Relay.Http.PostAsync("/api/endpoints/c/undrain", null);
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+        Assert.Equal("a", session.Endpoint.Id);
+
+        await socket.SendAllAsync("WHO\n"u8.ToArray());
+        Assert.Equal("2 WHO same", await socket.ReadLineAsync());
+        await bed.WaitUntilAsync(() => bed.Relay.Log.Named("ShadowStateChanged").Any(e => e.Message.Contains("shadow on c", StringComparison.Ordinal) && e.Message.Contains("Diverged", StringComparison.Ordinal)), "c's shadow turns Diverged");
+        await bed.WaitUntilAsync(() => session.Echo.Shadows.Any(s => s.Endpoint.Id == "b" && s.State == global::Relay.Echo.ShadowState.Ready), "b's shadow is Ready");
+        Assert.DoesNotContain(session.Echo.Shadows, s => s.Endpoint.Id == "c");
+
+        backends[0].Kill();
+        await socket.SendAllAsync("STATE\n"u8.ToArray());
+        var state = await socket.ReadLineAsync();
+        Assert.StartsWith("3 STATE 0 0 0 3 ", state, StringComparison.Ordinal);
+        Assert.Equal("b", session.Endpoint.Id);
+    }
+
+    [Fact]
+    public async Task WithOnlyADivergedShadowTheSessionIsClosedAndCounted()
+    {
+        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("one"), await BackendProcess.StartSampleServerAsync("two") };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/drain", null);
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        await socket.SendAllAsync("WHO\n"u8.ToArray());
+        Assert.Equal("1 WHO one", await socket.ReadLineAsync());
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/undrain", null);
+        await bed.WaitUntilAsync(() => bed.Relay.Log.Named("ShadowStateChanged").Any(e => e.Message.Contains("Diverged", StringComparison.Ordinal)), "b's shadow turns Diverged");
+
+        backends[0].Kill();
+        Assert.Equal(0, await socket.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(20)));
+        await bed.WaitUntilAsync(() => bed.Relay.Log.Has("SessionLost"), "the loss is logged");
+        var lost = bed.Relay.Log.Named("SessionLost").First();
+        Assert.Contains("no shadow could take over", lost.Message, StringComparison.Ordinal);
+        Assert.Equal(1, SumMetric(bed.Relay.Metrics(), "relay_echo_sessions_lost_total", ""));
+    }
+
+    [Fact]
+    public async Task AFailedTakeoverRollsBackToThePrimaryWithNoByteLostOrRepeated()
+    {
+        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/drain", null);
+        var client = new ScriptedClient(77, 40);
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        await client.RunAsync(socket, 0, 10);
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/undrain", null);
+        await bed.WaitUntilAsync(() => bed.AllShadowsReady(1), "the shadow on b is Ready");
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+
+        // b's backend dies: its agent refuses the takeover, and the session must stay on a intact.
+        backends[1].Kill();
+        await client.RunAsync(socket, 10, 15);
+        using var migrate = await bed.Relay.Http.PostAsync($"/api/sessions/{session.Session.Id}/migrate", null);
+        var answer = await migrate.Content.ReadAsStringAsync();
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, migrate.StatusCode);
+        Assert.Contains("\"moved\":false", answer, StringComparison.Ordinal);
+        Assert.Equal("a", session.Endpoint.Id);
+        Assert.Contains(session.Echo.Splices, s => s.Result == "rolled_back");
+
+        await client.RunAsync(socket, 15, 40);
+        var expected = await client.ReferenceAsync(backends[0].EndPoint);
+        Assert.True(expected.AsSpan().SequenceEqual(client.Received), "the session's bytes differ from a run without the failed takeover");
+        Assert.True(SumMetric(bed.Relay.Metrics(), "relay_splices_total", "result=\"rolled_back\"") >= 1);
+    }
+
+    [Fact]
+    public async Task AnOperatorMigratesASessionToANamedEndpoint()
+    {
+        var backends = new List<BackendProcess>
+        {
+            await BackendProcess.StartSampleServerAsync("s0"),
+            await BackendProcess.StartSampleServerAsync("s1"),
+            await BackendProcess.StartSampleServerAsync("s2"),
+        };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "2", StringComparison.Ordinal));
+        var client = new ScriptedClient(99, 30);
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        await client.RunAsync(socket, 0, 10);
+        await bed.WaitUntilAsync(() => bed.AllShadowsReady(2), "both shadows are Ready");
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+        var target = new[] { "a", "b", "c" }.First(id => id != session.Endpoint.Id);
+
+        using var migrate = await bed.Relay.Http.PostAsync($"/api/sessions/{session.Session.Id}/migrate?target={target}", null);
+        var answer = await migrate.Content.ReadAsStringAsync();
+        Assert.True(migrate.IsSuccessStatusCode, answer);
+        Assert.Contains($"\"to\":\"{target}\"", answer, StringComparison.Ordinal);
+        Assert.Equal(target, session.Endpoint.Id);
+
+        await client.RunAsync(socket, 10, 30);
+        var expected = await client.ReferenceAsync(backends[0].EndPoint);
+        Assert.True(expected.AsSpan().SequenceEqual(client.Received), "the session's bytes differ from a run without the migration");
+        using var unknown = await bed.Relay.Http.PostAsync("/api/sessions/999999/migrate", null);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    internal static double SumMetric(string metrics, string name, string labelFilter)
+    {
+        double sum = 0;
+        foreach (var line in metrics.Split('\n'))
+        {
+            if (line.StartsWith(name, StringComparison.Ordinal) && (line.Length == name.Length || line[name.Length] is '{' or ' ') && line.Contains(labelFilter, StringComparison.Ordinal))
+            {
+                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return sum;
+    }
+
+    private static string Tail(byte[] bytes) => Encoding.ASCII.GetString(bytes.AsSpan(Math.Max(0, bytes.Length - 300)));
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class EchoTests
+{
+    public const string Name = "echo";
+}
