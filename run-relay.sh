@@ -79,6 +79,12 @@ run_default_topology() {
     if [ ! -s "$token_file" ]; then
         (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file"; echo >> "$token_file")
     fi
+    local psk_file="$state/echo.psk"
+    if [ ! -s "$psk_file" ]; then
+        (umask 077; head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$psk_file")
+    fi
+    RELAY_ECHO_PSK="$(cat "$psk_file")"
+    export RELAY_ECHO_PSK
     # Global, not local: the EXIT trap runs after this function has returned.
     SAMPLE_PIDS=()
     cleanup() {
@@ -90,19 +96,29 @@ run_default_topology() {
     SAMPLE_PIDS+=($!)
     "$relay" sample-server --listen 127.0.0.1:7102 --id game-b > "$state/game-b.log" 2>&1 &
     SAMPLE_PIDS+=($!)
+    # An agent beside each backend keeps shadow sessions warm for echo and splice (docs/agent.md).
+    "$relay" agent --id game-a --control 127.0.0.1:7201 --backend 127.0.0.1:7101 --path 127.0.0.1 > "$state/agent-a.log" 2>&1 &
+    SAMPLE_PIDS+=($!)
+    "$relay" agent --id game-b --control 127.0.0.1:7202 --backend 127.0.0.1:7102 --path 127.0.0.1 > "$state/agent-b.log" 2>&1 &
+    SAMPLE_PIDS+=($!)
     cat <<MSG
 
 Relay's default topology (config/relay.json):
   clients -> relay 127.0.0.1:7000 (route "game") -> sample backends game-a 127.0.0.1:7101, game-b 127.0.0.1:7102
+  an agent beside each backend (127.0.0.1:7201, :7202): every session is echoed to the other backend
   admin API -> http://127.0.0.1:9901, bearer token in $token_file
 
 Try, in another terminal:
-  python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",7000)); s.sendall(b"HELLO\nMOVE 1 2\nSCORE 5\nWHO\nSTATE\nQUIT\n"); sys.stdout.write(s.makefile().read())'
-  (or: telnet 127.0.0.1 7000, then type HELLO, MOVE 1 2, SCORE 5, ECHO hi, STATE, WHO, QUIT)
+  python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",7000)); s.sendall(b"HELLO\nMOVE 1 2\nSCORE 5\nSTATE\nQUIT\n"); sys.stdout.write(s.makefile().read())'
+  (or: telnet 127.0.0.1 7000, then type HELLO, MOVE 1 2, SCORE 5, ECHO hi, STATE, QUIT)
+  Splice: keep a telnet session open, find its endpoint with the sessions call below, and kill -9
+  that backend (game-a is pid ${SAMPLE_PIDS[0]}, game-b ${SAMPLE_PIDS[1]}): the session goes on, STATE
+  keeps its history. Or move it: curl -X POST -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/sessions/1/migrate
+  (WHO names the backend, so a session that sends it has a Diverged shadow and cannot move.)
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/endpoints
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/sessions
   curl -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/metrics
-  kill ${SAMPLE_PIDS[0]}   # stop game-a: it turns unhealthy within a few seconds and new sessions go to game-b
+  curl -X POST -H "Authorization: Bearer \$(cat $token_file)" http://127.0.0.1:9901/api/endpoints/game-a/drain   # its sessions move to game-b
   edit config/relay.json: routes and clusters reload live
 Stop with Ctrl+C: the relay drains live sessions, then exits.
 

@@ -165,6 +165,7 @@ internal static class EchoApi
         maxMessageBytes = policy.MaxMessageBytes,
         uncomparedResponses = policy.UncomparedResponses,
         failover = policy.Failover,
+        stateScope = policy.StateScope == EchoStateScope.Connection ? "connection" : "backend",
     };
 
     /// <summary>What a policy would cost on this route, from the route's live sessions, before it is applied.</summary>

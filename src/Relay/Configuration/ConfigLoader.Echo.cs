@@ -67,7 +67,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover");
+            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover", "stateScope");
             var interval = reader.Duration(element, path, "interval", RelayDefaults.EchoInterval);
             if (interval < TimeSpan.FromMilliseconds(1) || interval > TimeSpan.FromSeconds(60))
             {
@@ -89,6 +89,7 @@ public static partial class ConfigLoader
                 MaxMessageBytes = reader.Int(element, path, "maxMessageBytes", 0, 0, 64 * 1024 * 1024),
                 UncomparedResponses = reader.Int(element, path, "uncomparedResponses", 0, 0, 1_000_000),
                 Failover = reader.Bool(element, path, "failover", true),
+                StateScope = reader.Enum(element, path, "stateScope", EchoStateScope.Backend, ("backend", EchoStateScope.Backend), ("connection", EchoStateScope.Connection)),
             };
         }
 

@@ -214,4 +214,17 @@ public sealed record EchoPolicyConfig
 
     /// <summary>Whether a failing primary is replaced by a shadow at once (otherwise only planned splices run).</summary>
     public bool Failover { get; init; } = true;
+
+    /// <summary>Where the backend keeps a session's state; decides whether a former host may take a new shadow.</summary>
+    public EchoStateScope StateScope { get; init; } = EchoStateScope.Backend;
+}
+
+/// <summary>Where a backend keeps a session's state, which decides where a replay from offset 0 is safe.</summary>
+public enum EchoStateScope
+{
+    /// <summary>State outlives the connection (Redis keys): an endpoint that served the session never gets it again.</summary>
+    Backend,
+
+    /// <summary>State lives and dies with the connection (game servers, the sample server): any endpoint but the primary may take a new shadow.</summary>
+    Connection,
 }

@@ -307,7 +307,7 @@ public sealed class EchoManager : IAsyncDisposable
 
         if (need > 0)
         {
-            var why = $"{need} of {echo.Policy.Shadows} shadow(s) missing: no other endpoint of cluster {cluster.Name} is available with a connected agent and has not served this session";
+            var why = $"{need} of {echo.Policy.Shadows} shadow(s) missing: no other endpoint of cluster {cluster.Name} is available with a connected agent{(echo.Policy.StateScope == EchoStateScope.Backend ? " and has not served this session (stateScope backend)" : "")}";
             if (echo.NoShadowReasonChanged(why))
             {
                 SpliceLog.NoNewShadow(_logger, echo.Id, why);

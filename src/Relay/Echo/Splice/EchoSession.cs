@@ -140,7 +140,7 @@ internal sealed class EchoSession : IDisposable
                 return null;
             }
 
-            if (!_usedEndpoints.Add(endpoint.Id))
+            if (!_usedEndpoints.Add(endpoint.Id) && Policy.StateScope == EchoStateScope.Backend)
             {
                 reason = $"endpoint {endpoint.Id} has already served this session; a replay there could apply its input twice";
                 return null;
@@ -157,12 +157,15 @@ internal sealed class EchoSession : IDisposable
         }
     }
 
-    /// <summary>Whether an endpoint has been this session's primary or shadow: it never gets a (new) shadow of it.</summary>
+    /// <summary>
+    /// Whether an endpoint may not get a new shadow of this session: with backend-scoped state, one
+    /// that has been its primary or shadow (a replay from offset 0 there would apply the input twice).
+    /// </summary>
     public bool HasUsed(string endpoint)
     {
         lock (_gate)
         {
-            return _usedEndpoints.Contains(endpoint);
+            return Policy.StateScope == EchoStateScope.Backend && _usedEndpoints.Contains(endpoint);
         }
     }
 
