@@ -1,5 +1,6 @@
 using System.Net;
 using Relay.Transport.Crypto;
+using Relay.Transport.Sockets;
 
 namespace Relay.Agent;
 
@@ -17,6 +18,14 @@ public sealed class AgentOptions
 
     /// <remarks>Local IP addresses for the echo channel's UDP paths; relay path i uses <c>Paths[i % Paths.Count]</c>. At least one.</remarks>
     public IReadOnlyList<IPAddress> Paths { get; set; } = [];
+
+    /// <summary>
+    /// For embedding and tests; null (the default) binds path i on <c>Paths[i % Paths.Count]</c> port 0.
+    /// When set, the agent calls it with (i, the relay's endpoint of path i) for each path the relay
+    /// offers and uses the bound socket it returns, aimed at that endpoint; the agent disposes it.
+    /// <see cref="Paths"/> must still be given. Tests use it to put the paths in network namespaces.
+    /// </summary>
+    public Func<int, IPEndPoint, UdpDatagramSocket>? PathSocketFactory { get; set; }
 
     /// <remarks>The pre-shared key, at least <see cref="TransportKeys.MinPskBytes"/> bytes. Security: never log it.</remarks>
     public ReadOnlyMemory<byte> Psk { get; set; }

@@ -48,7 +48,9 @@ internal sealed class EchoConnection : IShadowOwner
         {
             for (var i = 0; i < _hello.RelayPaths.Count; i++)
             {
-                sockets.Add(UdpDatagramSocket.Bind(new IPEndPoint(options.Paths[i % options.Paths.Count], 0), _hello.RelayPaths[i]));
+                sockets.Add(options.PathSocketFactory is { } factory
+                    ? factory(i, _hello.RelayPaths[i])
+                    : UdpDatagramSocket.Bind(new IPEndPoint(options.Paths[i % options.Paths.Count], 0), _hello.RelayPaths[i]));
             }
         }
         catch (SocketException ex)

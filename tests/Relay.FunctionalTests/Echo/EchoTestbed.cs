@@ -7,6 +7,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Relay.Agent;
 using Relay.FunctionalTests.Infrastructure;
+using Relay.Transport.Sockets;
 
 namespace Relay.FunctionalTests.Echo;
 
@@ -161,9 +162,10 @@ public sealed class EchoTestbed : IAsyncDisposable
 
     /// <summary>
     /// Starts <paramref name="backends"/> (endpoint ids a, b, c…), an agent beside each, and a relay
-    /// with route "svc" echoing with <paramref name="echoPolicy"/> (JSON object text).
+    /// with route "svc" echoing with <paramref name="echoPolicy"/> (JSON object text) over two UDP
+    /// paths, on loopback unless <paramref name="options"/> creates the path sockets elsewhere.
     /// </summary>
-    public static async Task<EchoTestbed> StartAsync(IReadOnlyList<BackendProcess> backends, string echoPolicy, string? extraEndpointJson = null)
+    public static async Task<EchoTestbed> StartAsync(IReadOnlyList<BackendProcess> backends, string echoPolicy, string? extraEndpointJson = null, EchoTestbedOptions? options = null)
     {
         var pskFile = Path.GetTempFileName();
         await File.WriteAllBytesAsync(pskFile, Encoding.ASCII.GetBytes(Convert.ToHexString(RandomNumberGenerator.GetBytes(32))));
@@ -175,6 +177,7 @@ public sealed class EchoTestbed : IAsyncDisposable
         {
             for (var i = 0; i < backends.Count; i++)
             {
+                var agentIndex = i;
                 agents.Add(await AgentHost.StartAsync(
                     new AgentOptions
                     {
@@ -183,6 +186,7 @@ public sealed class EchoTestbed : IAsyncDisposable
                         Backend = new DnsEndPoint("127.0.0.1", backends[i].EndPoint.Port),
                         Paths = [IPAddress.Loopback],
                         Psk = psk,
+                        PathSocketFactory = options?.AgentPathSocketFactory is { } agentPaths ? (path, relay) => agentPaths(agentIndex, path, relay) : null,
                     },
                     loggerFactory,
                     CancellationToken.None));
@@ -202,7 +206,7 @@ public sealed class EchoTestbed : IAsyncDisposable
                     } } }
                 }
                 """;
-            var relay = await TestRelay.StartAsync(json);
+            var relay = await TestRelay.StartAsync(json, beforeStart: app => app.Echo.PathSocketFactory = options?.RelayPathSocketFactory);
             var bed = new EchoTestbed(relay, pskFile, [.. backends], agents, loggerFactory, agentLog);
             await bed.WaitUntilAsync(() => bed.Relay.App.Echo.Links.All(l => l.Connected), "every agent connects", TimeSpan.FromSeconds(20));
             return bed;
@@ -254,4 +258,14 @@ public sealed class EchoTestbed : IAsyncDisposable
         _agentLogs.Dispose();
         File.Delete(_pskFile);
     }
+}
+
+/// <summary>Test hooks of an <see cref="EchoTestbed"/>: where the echo channels' UDP path sockets are created.</summary>
+public sealed class EchoTestbedOptions
+{
+    /// <summary>(path index, placeholder remote) → the relay's bound socket for that path; null binds 127.0.0.1.</summary>
+    public Func<int, IPEndPoint, UdpDatagramSocket>? RelayPathSocketFactory { get; init; }
+
+    /// <summary>(agent index, path index, the relay's endpoint of that path) → the agent's bound socket aimed at it; null binds 127.0.0.1.</summary>
+    public Func<int, int, IPEndPoint, UdpDatagramSocket>? AgentPathSocketFactory { get; init; }
 }

@@ -28,8 +28,11 @@ public sealed class TestRelay : IAsyncDisposable
 
     public HttpClient Http { get; }
 
-    /// <summary>Starts a relay from JSON config text; admin goes on 127.0.0.1:0 with <see cref="Token"/>.</summary>
-    public static async Task<TestRelay> StartAsync(string json, string? configPath = null)
+    /// <summary>
+    /// Starts a relay from JSON config text; admin goes on 127.0.0.1:0 with <see cref="Token"/>.
+    /// <paramref name="beforeStart"/> sees the app after it is created and before it starts (to set test hooks).
+    /// </summary>
+    public static async Task<TestRelay> StartAsync(string json, string? configPath = null, Action<RelayApp>? beforeStart = null)
     {
         var tokenFile = Path.GetTempFileName();
         await File.WriteAllTextAsync(tokenFile, Token + "\n");
@@ -48,6 +51,7 @@ public sealed class TestRelay : IAsyncDisposable
         });
         try
         {
+            beforeStart?.Invoke(app);
             await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
         }
         catch

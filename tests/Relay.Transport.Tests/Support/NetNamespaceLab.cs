@@ -102,21 +102,29 @@ internal sealed partial class NetNamespaceLab : IDisposable
     /// directions, with nftables <c>numgen random mod 100 &lt; N drop</c>; paths in
     /// <paramref name="deadPaths"/> drop everything.
     /// </summary>
-    public void SetLoss(int lossPercent, params int[] deadPaths)
+    public void SetLoss(int lossPercent, params int[] deadPaths) =>
+        SetPathLoss([.. Enumerable.Range(0, Paths).Select(i => deadPaths.Contains(i) ? 100 : lossPercent)]);
+
+    /// <summary>
+    /// Drops <c>lossPercentByPath[i]</c>% of the datagrams arriving on path i, in both directions
+    /// (100 drops everything: the path is cut); paths beyond the array lose nothing. Replaces any
+    /// earlier setting.
+    /// </summary>
+    public void SetPathLoss(params int[] lossPercentByPath)
     {
         foreach (var (ns, veth) in new[] { (NamespaceA, (Func<int, string>)VethA), (NamespaceB, VethB) })
         {
             var rules = new System.Text.StringBuilder();
             rules.AppendLine("table inet relaytest {").AppendLine("  chain input {").AppendLine("    type filter hook input priority 0; policy accept;");
-            for (var i = 0; i < Paths; i++)
+            for (var i = 0; i < Paths && i < lossPercentByPath.Length; i++)
             {
-                if (deadPaths.Contains(i))
+                if (lossPercentByPath[i] >= 100)
                 {
                     rules.AppendLine($"    iifname \"{veth(i)}\" meta l4proto udp drop");
                 }
-                else if (lossPercent > 0)
+                else if (lossPercentByPath[i] > 0)
                 {
-                    rules.AppendLine($"    iifname \"{veth(i)}\" meta l4proto udp numgen random mod 100 < {lossPercent} drop");
+                    rules.AppendLine($"    iifname \"{veth(i)}\" meta l4proto udp numgen random mod 100 < {lossPercentByPath[i]} drop");
                 }
             }
 
@@ -134,6 +142,22 @@ internal sealed partial class NetNamespaceLab : IDisposable
         var b = InNamespace(NamespaceB, () => Enumerable.Range(0, Paths)
             .Select(i => UdpDatagramSocket.Bind(new IPEndPoint(AddressB(i), 41000 + i), new IPEndPoint(AddressA(i), 40000 + i))).ToArray());
         return (a, b);
+    }
+
+    /// <summary>
+    /// One UDP socket created in <paramref name="ns"/> (<see cref="NamespaceA"/> or
+    /// <see cref="NamespaceB"/>), bound to <paramref name="local"/> on a free port and aimed at
+    /// <paramref name="remote"/>: e.g. a relay's path i on <see cref="AddressA"/>(i), an agent's on
+    /// <see cref="AddressB"/>(i).
+    /// </summary>
+    public UdpDatagramSocket CreateSocket(string ns, IPAddress local, IPEndPoint remote)
+    {
+        if (ns != NamespaceA && ns != NamespaceB)
+        {
+            throw new ArgumentException($"'{ns}' is not one of this lab's namespaces", nameof(ns));
+        }
+
+        return InNamespace(ns, () => UdpDatagramSocket.Bind(new IPEndPoint(local, 0), remote));
     }
 
     /// <summary>

@@ -127,9 +127,11 @@ internal sealed class AgentLink : IAsyncDisposable
             var sockets = new List<UdpDatagramSocket>();
             try
             {
-                foreach (var ip in _manager.PathAddresses)
+                var addresses = _manager.PathAddresses;
+                var factory = _manager.PathSocketFactory;
+                for (var i = 0; i < addresses.Length; i++)
                 {
-                    sockets.Add(UdpDatagramSocket.Bind(new IPEndPoint(ip, 0), Control));
+                    sockets.Add(factory is null ? UdpDatagramSocket.Bind(new IPEndPoint(addresses[i], 0), Control) : factory(i, Control));
                 }
 
                 await control.SendAsync(EchoWire.Hello(new HelloRequest(EchoWire.Version, _manager.RelayId, ConnectionPurpose.Echo, [.. sockets.Select(s => s.LocalEndPoint)])), timeout.Token).ConfigureAwait(false);

@@ -55,6 +55,14 @@ public sealed class EchoManager : IAsyncDisposable
 
     internal ImmutableArray<IPAddress> PathAddresses => _runtime.Snapshot.Config.Echo.Paths;
 
+    /// <summary>
+    /// Test hook, null in production: creates the UDP socket of echo path i, given (i, a placeholder
+    /// remote that is re-aimed at the agent's path after HelloOk), instead of binding
+    /// <c>echo.paths[i]</c> on port 0. The number of paths is still the number of <c>echo.paths</c>.
+    /// Set it before the relay starts; tests use it to put the paths in network namespaces.
+    /// </summary>
+    internal Func<int, IPEndPoint, Transport.Sockets.UdpDatagramSocket>? PathSocketFactory { get; set; }
+
     /// <summary>True once a pre-shared key is loaded: echo routes echo, agents are reachable.</summary>
     public bool Enabled => _psk.Length > 0;
 
