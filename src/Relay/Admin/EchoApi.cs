@@ -161,6 +161,7 @@ internal static class EchoApi
         retention = policy.RetentionBytes,
         maxLagBytes = policy.MaxLagBytes,
         ackTimeout = DurationParser.Format(policy.AckTimeout),
+        redundancyFloor = policy.RedundancyFloor,
         zoneDiversity = policy.ZoneDiversity,
         maxMessageBytes = policy.MaxMessageBytes,
         uncomparedResponses = policy.UncomparedResponses,

@@ -67,7 +67,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover", "stateScope");
+            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "redundancyFloor", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover", "stateScope");
             var interval = reader.Duration(element, path, "interval", RelayDefaults.EchoInterval);
             if (interval < TimeSpan.FromMilliseconds(1) || interval > TimeSpan.FromSeconds(60))
             {
@@ -85,6 +85,7 @@ public static partial class ConfigLoader
                 RetentionBytes = reader.Size(element, path, "retention", RelayDefaults.EchoRetentionBytes, 64 * 1024, 1L << 34),
                 MaxLagBytes = reader.Size(element, path, "maxLagBytes", RelayDefaults.EchoMaxLagBytes, 1, 1L << 34),
                 AckTimeout = reader.Duration(element, path, "ackTimeout", RelayDefaults.EchoAckTimeout),
+                RedundancyFloor = reader.Int(element, path, "redundancyFloor", 1, 0, 8),
                 ZoneDiversity = reader.Bool(element, path, "zoneDiversity", true),
                 MaxMessageBytes = reader.Int(element, path, "maxMessageBytes", 0, 0, 64 * 1024 * 1024),
                 UncomparedResponses = reader.Int(element, path, "uncomparedResponses", 0, 0, 1_000_000),

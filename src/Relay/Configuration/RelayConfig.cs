@@ -199,6 +199,13 @@ public sealed record EchoPolicyConfig
     /// <summary>A shadow without acks for this long is Lost.</summary>
     public TimeSpan AckTimeout { get; init; } = RelayDefaults.EchoAckTimeout;
 
+    /// <summary>
+    /// Fewest parity shards per block on the echo channels to this route's shadows, whatever the
+    /// measured loss (adaptive redundancy only raises it). Applies to an agent's channel from its
+    /// next connection; the highest floor among routes wins.
+    /// </summary>
+    public int RedundancyFloor { get; init; } = 1;
+
     /// <summary>Prefer shadows in another zone (or region) than the primary.</summary>
     public bool ZoneDiversity { get; init; } = true;
 

@@ -152,7 +152,7 @@ internal sealed class AgentLink : IAsyncDisposable
                 }
 
                 AgentId = hello.AgentId;
-                var options = new MultipathChannelOptions { ChannelName = $"agent-{Endpoint.Id}" };
+                var options = new MultipathChannelOptions { ChannelName = $"agent-{Endpoint.Id}", MinParityShards = _manager.RedundancyFloor };
                 var channel = MultipathChannel.Start(options, control.Keys, isClient: true, sockets, _logger);
                 sockets.Clear();
                 await using (channel.ConfigureAwait(false))

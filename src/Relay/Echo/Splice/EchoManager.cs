@@ -191,6 +191,9 @@ public sealed class EchoManager : IAsyncDisposable
         }
     }
 
+    /// <summary>The highest redundancy floor among the routes' echo policies (at least 0).</summary>
+    internal int RedundancyFloor => _runtime.Snapshot.Config.Routes.Values.Select(r => PolicyFor(r)?.RedundancyFloor ?? 0).DefaultIfEmpty(0).Max();
+
     /// <summary>The route's echo policy now: the API's override, or the file's.</summary>
     public EchoPolicyConfig? PolicyFor(RouteConfig route)
     {
