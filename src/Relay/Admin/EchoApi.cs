@@ -296,7 +296,7 @@ internal static class EchoApi
             error = link.LastError,
             shadows = link.ShadowCount,
             rttMs = link.RttMs,
-            heartbeat = link.LastHeartbeat is { } h ? new { cpuPercent = h.CpuPercent, memoryBytes = h.MemoryBytes, sessions = h.Sessions, shadowSessions = h.ShadowSessions, at = link.LastHeartbeatAt } : null,
+            heartbeat = link.LastHeartbeat is { } h ? new { cpuPercent = h.CpuPercent, memoryBytes = h.MemoryBytes, memoryTotalBytes = h.MemoryTotalBytes, sessions = h.Sessions, shadowSessions = h.ShadowSessions, at = link.LastHeartbeatAt } : null,
             echoedSessionsHere = echo.SessionsOn(endpoint.Id),
         };
     }

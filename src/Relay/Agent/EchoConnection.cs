@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Authentication;
@@ -328,20 +327,13 @@ internal sealed class EchoConnection : IShadowOwner
     private async Task HeartbeatLoopAsync(CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(_host.Options.HeartbeatInterval);
-        using var process = Process.GetCurrentProcess();
-        var lastCpu = process.TotalProcessorTime;
-        var lastWall = Stopwatch.GetTimestamp();
+        using var host = new HostMetrics();
         try
         {
             do
             {
-                process.Refresh();
-                var cpu = process.TotalProcessorTime;
-                var wall = Stopwatch.GetElapsedTime(lastWall);
-                lastWall = Stopwatch.GetTimestamp();
-                var percent = wall > TimeSpan.Zero ? Math.Clamp((cpu - lastCpu) / wall / Environment.ProcessorCount * 100, 0, 100) : 0;
-                lastCpu = cpu;
-                var beat = new HeartbeatFrame(percent, Environment.WorkingSet, _host.SplicedSessions, _host.ShadowSessions);
+                var (used, total) = HostMetrics.Memory();
+                var beat = new HeartbeatFrame(host.CpuPercent(), used, _host.SplicedSessions, _host.ShadowSessions, total);
                 await _control.SendAsync(EchoWire.Heartbeat(beat), cancellationToken).ConfigureAwait(false);
             }
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));

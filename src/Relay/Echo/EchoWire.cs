@@ -54,7 +54,8 @@ internal readonly record struct HelloRequest(int Version, long RelayId, Connecti
 
 internal readonly record struct HelloAnswer(string AgentId, IReadOnlyList<IPEndPoint> AgentPaths);
 
-internal readonly record struct HeartbeatFrame(double CpuPercent, long MemoryBytes, int Sessions, int ShadowSessions);
+/// <summary>An agent's heartbeat: host CPU busy %, host memory in use and its total (0 when unknown), live spliced and shadow sessions.</summary>
+internal readonly record struct HeartbeatFrame(double CpuPercent, long MemoryBytes, int Sessions, int ShadowSessions, long MemoryTotalBytes = 0);
 
 /// <summary>
 /// Encodes and parses the relay-agent messages. Every field is big-endian. A parse never throws on
@@ -380,19 +381,20 @@ internal static class EchoWire
 
     public static byte[] Heartbeat(in HeartbeatFrame heartbeat)
     {
-        var message = new byte[1 + 8 + 8 + 4 + 4];
+        var message = new byte[1 + 8 + 8 + 4 + 4 + 8];
         message[0] = (byte)EchoMessageType.Heartbeat;
         BinaryPrimitives.WriteDoubleBigEndian(message.AsSpan(1), heartbeat.CpuPercent);
         BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(9), heartbeat.MemoryBytes);
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(17), heartbeat.Sessions);
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(21), heartbeat.ShadowSessions);
+        BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(25), heartbeat.MemoryTotalBytes);
         return message;
     }
 
     public static bool TryReadHeartbeat(ReadOnlySpan<byte> message, out HeartbeatFrame heartbeat)
     {
         heartbeat = default;
-        if (message.Length != 25 || message[0] != (byte)EchoMessageType.Heartbeat)
+        if (message.Length != 33 || message[0] != (byte)EchoMessageType.Heartbeat)
         {
             return false;
         }
@@ -401,8 +403,10 @@ internal static class EchoWire
             BinaryPrimitives.ReadDoubleBigEndian(message[1..]),
             BinaryPrimitives.ReadInt64BigEndian(message[9..]),
             BinaryPrimitives.ReadInt32BigEndian(message[17..]),
-            BinaryPrimitives.ReadInt32BigEndian(message[21..]));
-        return double.IsFinite(heartbeat.CpuPercent) && heartbeat.MemoryBytes >= 0 && heartbeat.Sessions >= 0 && heartbeat.ShadowSessions >= 0;
+            BinaryPrimitives.ReadInt32BigEndian(message[21..]),
+            BinaryPrimitives.ReadInt64BigEndian(message[25..]));
+        return double.IsFinite(heartbeat.CpuPercent) && heartbeat.MemoryBytes >= 0 && heartbeat.Sessions >= 0 && heartbeat.ShadowSessions >= 0
+            && heartbeat.MemoryTotalBytes >= 0;
     }
 
     // ---- helpers ----

@@ -52,7 +52,7 @@ public sealed class EchoWireTests
         Assert.Equal(99, cut);
         Assert.True(EchoWire.TryReadRefused(EchoWire.Refused("unknown session 2"), out var refused));
         Assert.Equal("unknown session 2", refused);
-        var heartbeat = new HeartbeatFrame(12.5, 1 << 30, 3, 40);
+        var heartbeat = new HeartbeatFrame(12.5, 1 << 30, 3, 40, 4L << 30);
         Assert.True(EchoWire.TryReadHeartbeat(EchoWire.Heartbeat(heartbeat), out var heartbeatBack));
         Assert.Equal(heartbeat, heartbeatBack);
     }
