@@ -132,6 +132,16 @@ public static class ConfigValidator
             errors.Add($"{path}.maxMessageBytes: {echo.MaxMessageBytes} is more than the {cap} bytes a pump can hold back (tuning.maxBufferedBytes {config.Tuning.MaxBufferedBytes} minus tuning.blockBytes {config.Tuning.BlockBytes}); raise tuning.maxBufferedBytes or lower it");
         }
 
+        if (echo.AckTimeout <= echo.Interval)
+        {
+            errors.Add($"{path}.ackTimeout: {DurationParser.Format(echo.AckTimeout)} must be longer than interval ({DurationParser.Format(echo.Interval)}): input is shipped, and so acked, once per interval");
+        }
+
+        if (echo.AckTimeout < TimeSpan.FromSeconds(1))
+        {
+            errors.Add($"{path}.ackTimeout: {DurationParser.Format(echo.AckTimeout)} is shorter than 1s; an idle session's shadow is kept alive by its agent's heartbeats (every 500ms by default)");
+        }
+
         if (echo.Shadows > 0 && config.Clusters.TryGetValue(route.Cluster, out var cluster) && !cluster.Endpoints.Values.Any(e => e.Agent is not null))
         {
             errors.Add($"{path}.shadows: cluster \"{route.Cluster}\" has no endpoint with an \"agent\" address, so no session can have a shadow; give endpoints an agent or set shadows to 0");

@@ -341,7 +341,9 @@ internal sealed class AgentLink : IAsyncDisposable
             return false;
         }
 
-        _manager.ReportChange(shadow, shadow.OnTick());
+        var heartbeat = LastHeartbeatAt;
+        var agentAlive = heartbeat is { } at && _manager.Time.GetUtcNow() - at < session.Policy.AckTimeout;
+        _manager.ReportChange(shadow, shadow.OnTick(agentAlive));
         var now = _manager.Time.GetTimestamp();
         if (shadow.Opened && _manager.Time.GetElapsedTime(shadow.LastShipTimestamp, now) < session.Policy.Interval)
         {

@@ -311,13 +311,22 @@ internal sealed class ShadowLink
         }
     }
 
-    /// <summary>The shipper's tick: the log advanced, time passed.</summary>
-    public ShadowStateChange? OnTick()
+    /// <summary>
+    /// The shipper's tick: the log advanced, time passed. <paramref name="agentAlive"/> says the
+    /// agent's heartbeats are current: a shadow that has acked the whole log then gets nothing to
+    /// ack, and its silence is not a loss (an idle session keeps a Ready shadow).
+    /// </summary>
+    public ShadowStateChange? OnTick(bool agentAlive)
     {
         lock (_gate)
         {
             var log = Session.Log;
             var changed = Tracker.OnLogAdvanced(log.Length, log.Messages);
+            if (agentAlive && DetachedReason is null && Tracker.AckedBytes >= log.Length && Tracker.State != ShadowState.Diverged)
+            {
+                changed |= Tracker.OnAck(Tracker.AckedBytes, Tracker.AckedMessages, Tracker.Digests, Tracker.DivergedIndex);
+            }
+
             if (log.IsEvicted(Slot))
             {
                 changed |= Tracker.OnEvicted("the echo log trimmed past this shadow's ack");
