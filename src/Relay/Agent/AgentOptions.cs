@@ -117,5 +117,5 @@ public static class AgentDefaults
     public const long MaxRetainedOutputBytes = 8L * 1024 * 1024;
 
     /// <summary>Per-session digest ring: holds the cut of a takeover that comes within ~4096 messages of the last report.</summary>
-    internal const int DigestCapacity = 4096;
+    internal const int DigestCapacity = 1024;
 }

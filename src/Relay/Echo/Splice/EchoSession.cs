@@ -56,7 +56,9 @@ internal sealed class EchoSession : IDisposable
         var options = new CodecOptions(Codec, maxMessageBytes);
         var requests = Codec == MessageCodec.Raw ? null : new MessageStream(MessageFramer.Create(options, StreamDirection.Request));
         Log = new EchoLog(new EchoLogOptions(policy.RetentionBytes, EchoLogOptions.DefaultSegmentBytes, EchoLogOptions.DefaultMaxShadows), requests);
-        Digests = new DigestLog(4096);
+        // Digests wait here only until the next ship (every interval): 1,024 entries (24 KiB) is ample,
+        // and one the ring dropped before shipping is skipped, never counted as a match.
+        Digests = new DigestLog(1024);
         Output = new MessageStream(MessageFramer.Create(options, StreamDirection.Response), Digests);
         TrackerPolicy = new ShadowPolicy(policy.MaxLagBytes, 0, policy.AckTimeout);
     }
