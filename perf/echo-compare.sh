@@ -16,6 +16,7 @@ Usage: perf/echo-compare.sh [options]
   --rounds N        rounds over the variants; each cell is the median (default 2)
   --seconds S       measured seconds per run (default 5)
   --drain-sessions N  sessions under load when an endpoint is drained (default 100)
+  --idle-sessions N   idle sessions held on each route for the memory figure (default 1000; 0 skips)
   --no-build        use existing Release builds of relay and relay-loadgen
   --port-base N     first of the 10 loopback ports used (default 21500)
   --out FILE        also write the table to FILE
@@ -27,6 +28,7 @@ EOF
 rounds=2
 seconds=5
 drain_sessions=100
+idle_sessions=1000
 build=1
 port_base=21500
 out_file=""
@@ -37,6 +39,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive whole number"; rounds="$2"; shift ;;
         --seconds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive whole number"; seconds="$2"; shift ;;
         --drain-sessions) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--drain-sessions needs a positive whole number"; drain_sessions="$2"; shift ;;
+        --idle-sessions) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--idle-sessions needs a whole number"; idle_sessions="$2"; shift ;;
         --no-build) build=0 ;;
         --port-base) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ && "$2" -ge 1024 && "$2" -le 65500 ]] || die "--port-base needs a port 1024-65500"; port_base="$2"; shift ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a file"; out_file="$2"; shift ;;
@@ -143,6 +146,26 @@ for r in $(seq 1 "$rounds"); do
     done
 done
 
+# Memory: the relay's RSS growth with N idle sessions on the plain route, then on the echoed one.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+idle_rss() { # PORT -> RSS growth in KiB while N idle sessions are open
+    local port=$1 before after lg
+    before=$(rss_kib "$relay_pid")
+    "$loadgen_bin" idle --target "127.0.0.1:$port" --sessions "$idle_sessions" --size 16 --duration 8 >"$work/idle-$port.txt" 2>&1 & lg=$!
+    for _ in $(seq 1 300); do grep -q '^ready:' "$work/idle-$port.txt" 2>/dev/null && break; sleep 0.1; done
+    sleep 3
+    after=$(rss_kib "$relay_pid")
+    wait $lg || true
+    sleep 2
+    echo $((after - before))
+}
+mem_plain="-"; mem_echo="-"
+if [[ $idle_sessions -gt 0 ]]; then
+    log "memory: $idle_sessions idle sessions on each route"
+    mem_plain=$(idle_rss "$p_plain")
+    mem_echo=$(idle_rss "$p_echo")
+fi
+
 # Drain under load: every echoed session on the busier endpoint moves to its shadow.
 log "drain: $drain_sessions rr sessions on the echoed route, endpoint drained after 3 s"
 timeout 60 "$loadgen_bin" rr --target "127.0.0.1:$p_echo" --sessions "$drain_sessions" --size 64 --duration 8 --warmup 0 >"$work/drain.txt" 2>&1 & lg=$!
@@ -177,6 +200,10 @@ table="$work/table.md"
         echo "| $name | $label | $d | $p | $e | $ratio |"
     done
     echo
+    if [[ $idle_sessions -gt 0 ]]; then
+        echo "Memory: relay RSS growth with $idle_sessions idle sessions (one 16-byte echo each): plain route $((mem_plain / 1024)) MiB ($((mem_plain / idle_sessions)) KiB per session), echoed route $((mem_echo / 1024)) MiB ($((mem_echo / idle_sessions)) KiB per session)."
+        echo
+    fi
     echo "Drain under load ($drain_sessions rr sessions, endpoint $victim with $on_victim echoed sessions drained after 3 s):"
     echo "spliced $spliced, rolled back $rolled; blackout mean $(awk -v s="$sum" -v n="$count" 'BEGIN { if (n > 0) printf "%.3f", s / n * 1000; else print "-" }') ms,"
     echo "p50 <= $(bucket_q 0.5) ms, p99 <= $(bucket_q 0.99) ms (histogram bucket bounds); client errors $(field "$drain_json" errors),"
