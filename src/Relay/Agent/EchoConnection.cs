@@ -341,7 +341,7 @@ internal sealed class EchoConnection : IShadowOwner
                 lastWall = Stopwatch.GetTimestamp();
                 var percent = wall > TimeSpan.Zero ? Math.Clamp((cpu - lastCpu) / wall / Environment.ProcessorCount * 100, 0, 100) : 0;
                 lastCpu = cpu;
-                var beat = new HeartbeatFrame(percent, Environment.WorkingSet, _host.SplicedSessions, _host.ShadowSessions);
+                var beat = new HeartbeatFrame(_host.Options.CpuPercentSource?.Invoke() ?? percent, Environment.WorkingSet, _host.SplicedSessions, _host.ShadowSessions);
                 await _control.SendAsync(EchoWire.Heartbeat(beat), cancellationToken).ConfigureAwait(false);
             }
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));
