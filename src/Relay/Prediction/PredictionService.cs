@@ -583,14 +583,14 @@ public sealed class PredictionService : IAsyncDisposable
 
             var s = model.Predictor.GetScore(i);
             return new EndpointScoreView(
-                s.Score,
-                s.Probability,
+                Finite(s.Score),
+                Finite(s.Probability),
                 s.Status.ToString(),
                 model.Predictor.GetDecision(i).ToString(),
                 model.FailOpen,
                 Flags(s.Reasons),
                 s.Dominant == StabilityReasons.None ? null : s.Dominant.ToString(),
-                new ScoreComponents(Finite(s.Phi), s.PLiveness, s.PLatency, s.PErrors, s.PLoad, s.PHost, s.PNotice, s.POutlier, s.PPauses),
+                new ScoreComponents(Finite(s.Phi), Finite(s.PLiveness), Finite(s.PLatency), Finite(s.PErrors), Finite(s.PLoad), Finite(s.PHost), Finite(s.PNotice), Finite(s.POutlier), Finite(s.PPauses)),
                 new ScoreForecasts(
                     Finite(s.LatencyForecastSeconds * 1000),
                     Finite(s.ErrorRateForecast),

@@ -111,13 +111,13 @@ internal sealed record RecommendationView(
 
 internal sealed record RecommendationsView(bool Enabled, CountersView Counters, int InFlight, int MaxConcurrentMigrations, Dictionary<string, long> RateLimitedByCluster, List<RecommendationView> Recent);
 
-internal sealed record ScoreComponents(double? Phi, double Liveness, double Latency, double Errors, double Load, double Host, double Notice, double Outlier, double Pauses);
+internal sealed record ScoreComponents(double? Phi, double? Liveness, double? Latency, double? Errors, double? Load, double? Host, double? Notice, double? Outlier, double? Pauses);
 
 internal sealed record ScoreForecasts(double? LatencyMs, double? ErrorRate, double? Load, double? PauseMs, double? NoticeSecondsLeft, double? SecondsNeeded, bool LatencyShift);
 
 internal sealed record EndpointScoreView(
-    double Score,
-    double Probability,
+    double? Score,
+    double? Probability,
     string Status,
     string Decision,
     bool FailOpen,
