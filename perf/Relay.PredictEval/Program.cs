@@ -11,8 +11,29 @@ namespace Relay.PredictEval;
 /// </summary>
 public static class Program
 {
+    public const string Usage = """
+        relay predict-eval (also: dotnet run -c Release --project perf/Relay.PredictEval --):
+        replays the synthetic fault traces and the NAB series through Relay.Predict and the
+        baselines (Envoy outlier detection, Akka phi, HAProxy checks, a reactive threshold) and
+        prints detection, lead, precision, false migrations, forecasts and scaling (docs/prediction.md).
+
+        Options:
+          --out FILE        rewrite the results between the predict-eval markers of FILE (docs/prediction.md)
+          --tune            the tuning seeds instead of the report seeds (never writes a report)
+          --nab DIR         the NAB data directory (default: found above the binary or the current directory)
+          --debug [KIND]    print every false or flapping decision per trace (KIND: one trace kind); --all prints every one
+          --help            this text
+        """;
+
     public static int Main(string[] args)
     {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            Console.WriteLine(Usage);
+            return 0;
+        }
+
         var tune = args.Contains("--tune");
         var seeds = tune ? EvaluationHarness.TuningSeeds : EvaluationHarness.ReportSeeds;
         if (args.Contains("--debug"))

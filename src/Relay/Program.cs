@@ -22,6 +22,8 @@ public static class RelayProgram
           relay --check-config FILE               validate a configuration, print every problem, exit
           relay sample-server --listen ADDR [--id NAME]
                                                   run the sample line-protocol game backend
+          relay predict-eval [--out FILE] [--tune] [--nab DIR]
+                                                  replay Relay.Predict's evaluation (predict-eval --help)
           relay --help | --version
 
         Options:
@@ -47,6 +49,11 @@ public static class RelayProgram
         if (args.Length > 0 && args[0] == "sample-server")
         {
             return await SampleServerMainAsync(args[1..]).ConfigureAwait(false);
+        }
+
+        if (args.Length > 0 && args[0] == "predict-eval")
+        {
+            return Relay.PredictEval.Program.Main(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "agent")

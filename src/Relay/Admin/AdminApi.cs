@@ -4,13 +4,14 @@ using Relay.Diagnostics;
 using Relay.Echo.Splice;
 using Relay.L4;
 using Relay.L7;
+using Relay.Prediction;
 
 namespace Relay.Admin;
 
 /// <summary>The admin REST API: read-only views of endpoints and sessions, health, readiness and metrics.</summary>
 internal static class AdminApi
 {
-    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, L7Host l7, EchoManager echo, AdminToken token, ILogger logger)
+    public static void Map(WebApplication app, RelayRuntime runtime, L4ListenerManager listeners, L7Host l7, EchoManager echo, PredictionService prediction, AdminToken token, ILogger logger)
     {
         // Health and readiness stay open so that a load balancer or an orchestrator can probe them
         // without the token; everything else needs it.
@@ -80,7 +81,7 @@ internal static class AdminApi
         {
             var now = runtime.TimeProvider.GetTimestamp();
             return runtime.Snapshot.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
-                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo)));
+                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo, prediction)));
         });
 
         app.MapGet("/api/endpoints/{id}", (string id) =>
@@ -88,7 +89,7 @@ internal static class AdminApi
             var endpoint = runtime.FindEndpoint(id);
             return endpoint is null
                 ? Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound)
-                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo));
+                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction));
         });
 
         app.MapGet("/api/sessions", (string? route, string? endpoint, int? limit) =>
@@ -113,14 +114,15 @@ internal static class AdminApi
 
         // Drain: the endpoint takes no new sessions (L4) and its L7 sessions move on their next request.
         // With echo, the endpoint's echoed sessions also move to their shadows now.
-        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, echo, id, true));
-        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, echo, id, false));
+        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, echo, prediction, id, true));
+        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, echo, prediction, id, false));
         EchoApi.Map(app, runtime, echo);
+        PredictionApi.Map(app, runtime, prediction);
 
         app.MapMetrics("/metrics", runtime.Metrics.Registry);
     }
 
-    private static IResult SetDraining(RelayRuntime runtime, EchoManager echo, string id, bool draining)
+    private static IResult SetDraining(RelayRuntime runtime, EchoManager echo, PredictionService prediction, string id, bool draining)
     {
         var endpoint = runtime.FindEndpoint(id);
         if (endpoint is null)
@@ -130,7 +132,7 @@ internal static class AdminApi
 
         endpoint.Draining = draining;
         var moving = draining ? echo.StartEvacuation(endpoint, SpliceTrigger.Drain) : 0;
-        return Results.Json(new { endpoint = EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo), movingEchoedSessions = moving });
+        return Results.Json(new { endpoint = EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction), movingEchoedSessions = moving });
     }
 
     internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners, L7Host l7)
@@ -155,7 +157,7 @@ internal static class AdminApi
         return problems;
     }
 
-    private static object EndpointView(EndpointState e, long now, EchoManager echo) => new
+    private static object EndpointView(EndpointState e, long now, EchoManager echo, PredictionService prediction) => new
     {
         id = e.Id,
         cluster = e.ClusterName,
@@ -166,6 +168,7 @@ internal static class AdminApi
         probesPassing = e.ActiveHealthy,
         ejected = e.IsEjected(now),
         draining = e.Draining,
+        predictedUnstable = e.PredictedUnstable,
         activeSessions = e.ActiveSessions,
         totalSessions = e.TotalSessions,
         connectFailures = e.ConnectFailures,
@@ -174,6 +177,7 @@ internal static class AdminApi
         lastProbeError = e.LastProbeError,
         notice = echo.NoticeFor(e.Id),
         agent = EchoApi.EndpointAgent(echo, e),
+        score = PredictionApi.EndpointScore(prediction, e),
     };
 
     private static object SessionView(L4Session s, TimeProvider time, EchoManager echo) => new

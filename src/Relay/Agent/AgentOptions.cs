@@ -27,6 +27,9 @@ public sealed class AgentOptions
     /// </summary>
     public Func<int, IPEndPoint, UdpDatagramSocket>? PathSocketFactory { get; set; }
 
+    /// <summary>Test hook, null in production (the agent measures the host's CPU): the CPU percent each heartbeat reports.</summary>
+    internal Func<double>? CpuPercentSource { get; set; }
+
     /// <remarks>The pre-shared key, at least <see cref="TransportKeys.MinPskBytes"/> bytes. Security: never log it.</remarks>
     public ReadOnlyMemory<byte> Psk { get; set; }
 

@@ -333,7 +333,7 @@ internal sealed class EchoConnection : IShadowOwner
             do
             {
                 var (used, total) = HostMetrics.Memory();
-                var beat = new HeartbeatFrame(host.CpuPercent(), used, _host.SplicedSessions, _host.ShadowSessions, total);
+                var beat = new HeartbeatFrame(_host.Options.CpuPercentSource?.Invoke() ?? host.CpuPercent(), used, _host.SplicedSessions, _host.ShadowSessions, total);
                 await _control.SendAsync(EchoWire.Heartbeat(beat), cancellationToken).ConfigureAwait(false);
             }
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));

@@ -25,6 +25,7 @@ public sealed class EndpointState
     private volatile bool _activeHealthy = true;
     private volatile bool _removed;
     private volatile bool _draining;
+    private volatile bool _predictedUnstable;
 
     public EndpointState(string clusterName, EndpointConfig config)
     {
@@ -61,14 +62,21 @@ public sealed class EndpointState
         set => _draining = value;
     }
 
+    /// <summary>Relay.Predict decided to evacuate the endpoint (docs/prediction.md): no new sessions or shadows go here.</summary>
+    public bool PredictedUnstable
+    {
+        get => _predictedUnstable;
+        set => _predictedUnstable = value;
+    }
+
     public string? LastProbeError { get; private set; }
 
     public DateTimeOffset? LastProbeAt { get; private set; }
 
     public bool IsEjected(long nowTicks) => nowTicks < Interlocked.Read(ref _ejectedUntilTicks);
 
-    /// <summary>Whether new sessions may go here: not removed, not drained, probes passing, not passively ejected.</summary>
-    public bool IsAvailable(long nowTicks) => !_removed && !_draining && _activeHealthy && !IsEjected(nowTicks);
+    /// <summary>Whether new sessions may go here: not removed, not drained, probes passing, not passively ejected, not evacuated by prediction.</summary>
+    public bool IsAvailable(long nowTicks) => !_removed && !_draining && !_predictedUnstable && _activeHealthy && !IsEjected(nowTicks);
 
     public EndpointHealth Health(long nowTicks) => _activeHealthy && !IsEjected(nowTicks) ? EndpointHealth.Healthy : EndpointHealth.Unhealthy;
 

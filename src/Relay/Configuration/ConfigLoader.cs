@@ -70,7 +70,7 @@ public static partial class ConfigLoader
                 return new RelayConfig();
             }
 
-            CheckKeys(root, "", "admin", "shutdown", "tuning", "echo", "routes", "clusters", "$schema");
+            CheckKeys(root, "", "admin", "shutdown", "tuning", "echo", "prediction", "routes", "clusters", "$schema");
             var config = new RelayConfig();
             if (root.TryGetProperty("admin", out var admin))
             {
@@ -100,6 +100,11 @@ public static partial class ConfigLoader
             if (root.TryGetProperty("echo", out var echo))
             {
                 config = config with { Echo = ReadEcho(echo, "echo") };
+            }
+
+            if (root.TryGetProperty("prediction", out var prediction))
+            {
+                config = config with { Prediction = ReadPrediction(prediction, "prediction") };
             }
 
             var routes = ImmutableDictionary.CreateBuilder<string, RouteConfig>(StringComparer.Ordinal);

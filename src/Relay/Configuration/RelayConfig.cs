@@ -14,6 +14,8 @@ public sealed record RelayConfig
 
     public EchoConfig Echo { get; init; } = new();
 
+    public PredictionConfig Prediction { get; init; } = new();
+
     public ImmutableDictionary<string, RouteConfig> Routes { get; init; } = ImmutableDictionary<string, RouteConfig>.Empty;
 
     public ImmutableDictionary<string, ClusterConfig> Clusters { get; init; } = ImmutableDictionary<string, ClusterConfig>.Empty;
@@ -167,6 +169,44 @@ public sealed record EchoConfig
 
     /// <summary>Sessions migrated at the same time when an endpoint is drained or noticed.</summary>
     public int MaxConcurrentMigrations { get; init; } = 16;
+}
+
+/// <summary>
+/// Relay.Predict wired into the relay (docs/prediction.md "Wired into the relay"): endpoint scores,
+/// migration recommendations executed through echo, scaling advice. Read at start only.
+/// </summary>
+public sealed record PredictionConfig
+{
+    /// <summary>Score endpoints and move echoed sessions on the recommendations (replacing the
+    /// health-based evacuation). Defaults to false.</summary>
+    public bool Enabled { get; init; }
+
+    /// <summary>Signal collection and the liveness pass. Defaults to 100 ms (10 Hz).</summary>
+    public TimeSpan Interval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The full scoring pass and migration planning. Defaults to 1 s.</summary>
+    public TimeSpan EvaluateInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The horizon a score's probability refers to. Defaults to 30 s.</summary>
+    public TimeSpan Horizon { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Score below which an endpoint is evacuated (after a 2 s dwell for soft reasons). Defaults to 0.5.</summary>
+    public double Threshold { get; init; } = 0.5;
+
+    /// <summary>Score above which an evacuated endpoint serves again (hysteresis). Defaults to 0.8.</summary>
+    public double RestoreAbove { get; init; } = 0.8;
+
+    /// <summary>Sessions one endpoint carries at 100% (load score and scaling). Defaults to 100.</summary>
+    public double EndpointCapacity { get; init; } = 100;
+
+    /// <summary>Agent-reported CPU (fraction of the host) held against this limit. Defaults to 0.95.</summary>
+    public double CpuLimit { get; init; } = 0.95;
+
+    /// <summary>Global token bucket of the planner. Defaults to 50/s (burst twice that).</summary>
+    public double MaxMigrationsPerSecond { get; init; } = 50;
+
+    /// <summary>Also execute proactive moves (nothing wrong, a much better endpoint). Defaults to false.</summary>
+    public bool Optimise { get; init; }
 }
 
 /// <summary>The codec that sets a route's splice points.</summary>

@@ -27,6 +27,13 @@ public sealed class ActiveHealthProber : IAsyncDisposable
         _logger = logger;
     }
 
+    /// <summary>
+    /// Called after every probe, on the probing task: the endpoint, whether it connected, how long
+    /// the connect took (or failed after) and when it finished (a <see cref="RelayRuntime.TimeProvider"/>
+    /// timestamp). Set before <see cref="Start"/>; the prediction service feeds its scores from it.
+    /// </summary>
+    public Action<ProbeOutcome>? ProbeCompleted { get; set; }
+
     public void Start() => _loop = Task.Run(() => RunAsync(_stop.Token));
 
     public async ValueTask DisposeAsync()
@@ -80,6 +87,7 @@ public sealed class ActiveHealthProber : IAsyncDisposable
     private async Task ProbeAsync(ClusterState cluster, EndpointState endpoint, ActiveHealthConfig policy, ProbeSlot slot, CancellationToken cancellationToken)
     {
         string? error = null;
+        var started = _runtime.TimeProvider.GetTimestamp();
         try
         {
             error = await ProbeOnceAsync(endpoint.Config.Address, policy.Timeout, cancellationToken).ConfigureAwait(false);
@@ -93,6 +101,8 @@ public sealed class ActiveHealthProber : IAsyncDisposable
             slot.InFlight = false;
         }
 
+        var finished = _runtime.TimeProvider.GetTimestamp();
+        ProbeCompleted?.Invoke(new ProbeOutcome(endpoint, error is null, _runtime.TimeProvider.GetElapsedTime(started, finished), finished));
         var changed = endpoint.ProbeResult(error is null, error, policy, _runtime.TimeProvider.GetUtcNow());
         if (changed is bool healthy)
         {
@@ -133,3 +143,6 @@ public sealed class ActiveHealthProber : IAsyncDisposable
         public long LastStart;
     }
 }
+
+/// <summary>One active probe's result (see <see cref="ActiveHealthProber.ProbeCompleted"/>).</summary>
+public readonly record struct ProbeOutcome(EndpointState Endpoint, bool Success, TimeSpan Duration, long Timestamp);

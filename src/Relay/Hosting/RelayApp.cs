@@ -9,6 +9,7 @@ using Relay.Echo.Splice;
 using Relay.Health;
 using Relay.L4;
 using Relay.L7;
+using Relay.Prediction;
 
 namespace Relay.Hosting;
 
@@ -26,6 +27,7 @@ public sealed class RelayApp : IAsyncDisposable
     private readonly UpstreamConnector _connector;
     private readonly EchoManager _echo;
     private readonly ActiveHealthProber _prober;
+    private readonly PredictionService _prediction;
     private readonly AdminToken _token;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
@@ -56,8 +58,10 @@ public sealed class RelayApp : IAsyncDisposable
         _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>(), _echo);
         _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
         _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());
+        _prediction = new PredictionService(_runtime, new EchoSignals(_echo, _runtime), loggerFactory.CreateLogger<PredictionService>());
+        _prober.ProbeCompleted = _prediction.OnProbe;
         _l7 = new L7Host(_runtime, config.Tuning, web.Services, loggerFactory);
-        AdminApi.Map(web, _runtime, _listeners, _l7, _echo, token, _logger);
+        AdminApi.Map(web, _runtime, _listeners, _l7, _echo, _prediction, token, _logger);
     }
 
     public RelayRuntime Runtime => _runtime;
@@ -76,6 +80,8 @@ public sealed class RelayApp : IAsyncDisposable
     public L7Host L7 => _l7;
 
     public EchoManager Echo => _echo;
+
+    public PredictionService Prediction => _prediction;
 
     /// <summary>Builds a relay from a validated configuration. Fails with a clear message, never half-built.</summary>
     public static RelayApp Create(RelayConfig config, RelayAppOptions? options = null)
@@ -156,6 +162,7 @@ public sealed class RelayApp : IAsyncDisposable
         }
 
         _prober.Start();
+        _prediction.Start();
         _l7.Start();
         _background.Add(Task.Run(() => SweepIdleAsync(_stop.Token), CancellationToken.None));
         if (_configPath is not null)
@@ -175,9 +182,9 @@ public sealed class RelayApp : IAsyncDisposable
         var errors = await _listeners.ApplyAsync(L7Host.TcpOnly(config), cancellationToken).ConfigureAwait(false);
         var notes = new List<string>(errors);
         notes.AddRange(await _l7.ApplyAsync(config, cancellationToken).ConfigureAwait(false));
-        if (!Equals(current.Admin, config.Admin) || !Equals(current.Tuning, config.Tuning))
+        if (!Equals(current.Admin, config.Admin) || !Equals(current.Tuning, config.Tuning) || !Equals(current.Prediction, config.Prediction))
         {
-            notes.Add("admin and tuning changes take effect at the next restart");
+            notes.Add("admin, tuning and prediction changes take effect at the next restart");
         }
 
         return notes;
@@ -210,6 +217,7 @@ public sealed class RelayApp : IAsyncDisposable
         }
 
         await _prober.DisposeAsync().ConfigureAwait(false);
+        await _prediction.DisposeAsync().ConfigureAwait(false);
         await _echo.DisposeAsync().ConfigureAwait(false);
         if (_adminStarted)
         {

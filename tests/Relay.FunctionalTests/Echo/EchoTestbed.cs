@@ -187,6 +187,7 @@ public sealed class EchoTestbed : IAsyncDisposable
                         Paths = [IPAddress.Loopback],
                         Psk = psk,
                         PathSocketFactory = options?.AgentPathSocketFactory is { } agentPaths ? (path, relay) => agentPaths(agentIndex, path, relay) : null,
+                        CpuPercentSource = options?.AgentCpuPercent is { } cpu ? () => cpu(agentIndex) : null,
                     },
                     loggerFactory,
                     CancellationToken.None));
@@ -197,6 +198,7 @@ public sealed class EchoTestbed : IAsyncDisposable
             var json = $$"""
                 {
                   "echo": { "pskFile": {{JsonSerializer.Serialize(pskFile)}}, "paths": ["127.0.0.1", "127.0.0.1"], "takeoverTimeout": "3s" },
+                  {{options?.ExtraConfigJson}}
                   "routes": { "svc": { "listen": "127.0.0.1:0", "cluster": "svc", "idleTimeout": "0s", "echo": {{echoPolicy}} } },
                   "clusters": { "svc": {
                     "connectTimeout": "1s",
@@ -268,4 +270,10 @@ public sealed class EchoTestbedOptions
 
     /// <summary>(agent index, path index, the relay's endpoint of that path) → the agent's bound socket aimed at it; null binds 127.0.0.1.</summary>
     public Func<int, int, IPEndPoint, UdpDatagramSocket>? AgentPathSocketFactory { get; init; }
+
+    /// <summary>Agent index → the CPU percent its heartbeats report; null reports the agent's real process CPU.</summary>
+    public Func<int, double>? AgentCpuPercent { get; init; }
+
+    /// <summary>Top-level relay configuration members placed before "routes", with their trailing comma (e.g. a "prediction" section).</summary>
+    public string? ExtraConfigJson { get; init; }
 }

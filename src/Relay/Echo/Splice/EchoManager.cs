@@ -63,6 +63,12 @@ public sealed class EchoManager : IAsyncDisposable
     /// </summary>
     internal Func<int, IPEndPoint, Transport.Sockets.UdpDatagramSocket>? PathSocketFactory { get; set; }
 
+    /// <summary>
+    /// Whether an endpoint whose active health check turns unhealthy is evacuated here (the fallback).
+    /// The prediction service turns it off when it drives migrations; shadow top-up goes on either way.
+    /// </summary>
+    internal bool HealthEvacuation { get; set; } = true;
+
     /// <summary>True once a pre-shared key is loaded: echo routes echo, agents are reachable.</summary>
     public bool Enabled => _psk.Length > 0;
 
@@ -620,7 +626,7 @@ public sealed class EchoManager : IAsyncDisposable
                     foreach (var endpoint in cluster.Endpoints)
                     {
                         var healthy = endpoint.Health(now) == EndpointHealth.Healthy;
-                        if (!healthy && unhealthy.Add(endpoint.Id))
+                        if (!healthy && unhealthy.Add(endpoint.Id) && HealthEvacuation)
                         {
                             StartEvacuation(endpoint, SpliceTrigger.Health);
                         }
