@@ -69,6 +69,9 @@ public sealed class EndpointState
         set => _predictedUnstable = value;
     }
 
+    /// <summary>Relay.Predict's stability score in [0, 1] (1 = stable), or null while prediction is off; echo prefers shadows with higher ones.</summary>
+    public double? PredictedScore { get; set; }
+
     public string? LastProbeError { get; private set; }
 
     public DateTimeOffset? LastProbeAt { get; private set; }

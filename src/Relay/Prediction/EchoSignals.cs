@@ -9,7 +9,8 @@ namespace Relay.Prediction;
 internal readonly record struct EchoedSession(long Id, string Route, string Endpoint, ImmutableArray<string> ReadyShadows);
 
 /// <summary>The last heartbeat of an endpoint's agent.</summary>
-internal readonly record struct AgentReport(double CpuPercent, DateTimeOffset At);
+/// <summary>An agent's last heartbeat: host CPU percent, host memory share in use (0 when the agent could not read it), and when.</summary>
+internal readonly record struct AgentReport(double CpuPercent, DateTimeOffset At, double MemoryShare = 0);
 
 /// <summary>What the prediction service reads from echo and how it moves sessions (a seam for tests).</summary>
 internal interface IEchoSignals
@@ -62,7 +63,7 @@ internal sealed class EchoSignals(EchoManager echo, RelayRuntime runtime) : IEch
         {
             if (link.Connected && link.LastHeartbeat is { } beat && link.LastHeartbeatAt is { } at)
             {
-                into[link.Endpoint.Id] = new AgentReport(beat.CpuPercent, at);
+                into[link.Endpoint.Id] = new AgentReport(beat.CpuPercent, at, beat.MemoryTotalBytes > 0 ? (double)beat.MemoryBytes / beat.MemoryTotalBytes : 0);
             }
         }
     }

@@ -304,12 +304,11 @@ public sealed class PredictionService : IAsyncDisposable
                     predictor.ObserveRequest(i, now, 0, failed: true);
                 }
 
-                // The agent's heartbeat carries its CPU percent; memory is its own working set, not
-                // a share of the host, so it is not scored.
+                // The agent's heartbeat carries the host's CPU busy share and memory in use of its total.
                 if (_heartbeats.TryGetValue(endpoint.Id, out var beat) && beat.At != model.LastHeartbeat[i])
                 {
                     model.LastHeartbeat[i] = beat.At;
-                    predictor.ObserveHost(i, now, Math.Clamp(beat.CpuPercent / 100, 0, 1), 0);
+                    predictor.ObserveHost(i, now, Math.Clamp(beat.CpuPercent / 100, 0, 1), Math.Clamp(beat.MemoryShare, 0, 1));
                 }
 
                 var notice = _echo.NoticeFor(endpoint.Id);
@@ -359,6 +358,7 @@ public sealed class PredictionService : IAsyncDisposable
         for (var i = 0; i < model.Count; i++)
         {
             model.Endpoints[i].PredictedUnstable = model.Evacuating[i] && !failOpen;
+            model.Endpoints[i].PredictedScore = model.Predictor.GetScore(i).Score;
         }
     }
 

@@ -291,6 +291,7 @@ public sealed class EchoManager : IAsyncDisposable
         var ordered = candidates
             .OrderBy(c => diverse && SameZone(c.Endpoint.Config, primary.Config) ? 1 : 0)
             .ThenBy(c => diverse && SameRegion(c.Endpoint.Config, primary.Config) ? 1 : 0)
+            .ThenByDescending(c => Math.Round(c.Endpoint.PredictedScore ?? 1, 1))
             .ThenBy(c => c.Link.ShadowCount + c.Endpoint.ActiveSessions)
             .ThenBy(c => c.Link.LastHeartbeat?.CpuPercent ?? 0)
             .ThenBy(c => c.Link.RttMs ?? double.MaxValue)
