@@ -130,8 +130,11 @@ public sealed class MigrationPlanner
             {
                 reason = MigrationReason.EndpointEvacuating;
             }
-            else if (score.Score < _options.SessionMoveBelow)
+            else if (score.Score < _options.SessionMoveBelow && OwnRisk(score) >= 1 - _options.SessionMoveBelow)
             {
+                // Only the session's own trends make this a session move. Risk that comes from its
+                // endpoint waits for the endpoint's guarded decision (dwell, cap, self-health gate),
+                // or every session would leave before the guards had their say.
                 reason = MigrationReason.SessionDegrading;
             }
             else
@@ -300,4 +303,7 @@ public sealed class MigrationPlanner
         var loadTerm = double.IsNaN(load) ? 0.5 : Math.Min(2, load / limits.Capacity);
         return score.Score - (0.5 * latencyTerm) - (0.3 * loadTerm);
     }
+
+    /// <summary>The session's probability of interruption from its own latency and throughput trends alone.</summary>
+    private static double OwnRisk(in SessionScore score) => 1 - ((1 - score.PLatency) * (1 - score.PThroughput));
 }
