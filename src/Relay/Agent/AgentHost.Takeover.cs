@@ -60,12 +60,13 @@ public sealed partial class AgentHost
                 return;
             }
 
-            // Wait for the backend to answer up to 'delivered'. Takeovers are rare: polling is enough.
-            while (session.OutputProgress() < request.Delivered && session.TakeoverObstacle() is null && !deadline.IsCancellationRequested)
+            // Wait for the backend to answer up to 'delivered', woken by each output (no polling:
+            // this wait is part of the session's blackout).
+            while (!deadline.IsCancellationRequested && session.WaitForOutput(request.Delivered) is { } more)
             {
                 try
                 {
-                    await Task.Delay(1, deadline.Token).ConfigureAwait(false);
+                    await more.WaitAsync(deadline.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {

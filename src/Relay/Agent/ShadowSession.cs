@@ -30,6 +30,7 @@ internal sealed class ShadowSession : IDisposable
     private const int ReadBufferBytes = 16 * 1024;
 
     private readonly Lock _gate = new();
+    private TaskCompletionSource? _outputWaiter;
     private readonly IShadowOwner _owner;
     private readonly ILogger _logger;
     private readonly long _maxBacklogBytes;
@@ -230,6 +231,38 @@ internal sealed class ShadowSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Null when the output has reached <paramref name="delivered"/> or nothing more can come (an
+    /// obstacle); otherwise a task that completes at the backend's next output or end. A takeover
+    /// waits on it instead of polling, so the agent answers within microseconds of the output.
+    /// Allocates only while a takeover waits.
+    /// </summary>
+    public Task? WaitForOutput(long delivered)
+    {
+        lock (_gate)
+        {
+            if ((Codec == MessageCodec.Raw ? _output.BytesFed : _output.Messages) >= delivered || TakeoverObstacleLocked() is not null)
+            {
+                return null;
+            }
+
+            _outputWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _outputWaiter.Task;
+        }
+    }
+
+    private void WakeOutputWaiter()
+    {
+        TaskCompletionSource? waiter;
+        lock (_gate)
+        {
+            waiter = _outputWaiter;
+            _outputWaiter = null;
+        }
+
+        waiter?.TrySetResult();
+    }
+
     /// <summary>How far the backend's output has come, in the unit of <c>delivered</c> (messages, or bytes for raw).</summary>
     public long OutputProgress()
     {
@@ -324,6 +357,7 @@ internal sealed class ShadowSession : IDisposable
         _stop.Cancel();
         _forwardReady.TrySetResult();
         _backend?.Dispose();
+        WakeOutputWaiter();
     }
 
     /// <summary>Same as <see cref="Close"/>.</summary>
@@ -507,6 +541,7 @@ internal sealed class ShadowSession : IDisposable
 
                 if (forward is null)
                 {
+                    WakeOutputWaiter();
                     if (failure is not null)
                     {
                         FailFromTask(failure);

@@ -441,7 +441,8 @@ internal sealed class AgentLink : IAsyncDisposable
             _spareGate.Release();
         }
 
-        _ = RefillSpareAsync();
+        // Open the next spare off the splice's critical path (the blackout is running).
+        ThreadPool.UnsafeQueueUserWorkItem(static link => _ = link.RefillSpareAsync(), this, preferLocal: false);
         if (spare is not null)
         {
             var connection = await spare.ConfigureAwait(false);

@@ -87,7 +87,51 @@ internal sealed class SplicedSession
     }
 
     /// <summary>A planned splice (drain, migrate, notice, health): pause, TAKEOVER, switch or roll back.</summary>
-    public Task<SpliceOutcome> SpliceAsync(SpliceTrigger trigger, EndpointState? target)
+    public async Task<SpliceOutcome> SpliceAsync(SpliceTrigger trigger, EndpointState? target)
+    {
+        // Before the pause, give a Ready shadow a moment to apply the whole log and answer it: the
+        // agent then has nothing to wait for while the session is frozen, which keeps the blackout
+        // to the TAKEOVER round trip. Bounded, and skipped when nothing is Ready.
+        var deadline = _manager.Time.GetTimestamp();
+        var bound = TimeSpan.FromMilliseconds(Math.Max(20, 2 * Echo.Policy.Interval.TotalMilliseconds));
+        while (!IsCaughtUp(target) && _manager.Time.GetElapsedTime(deadline) < bound)
+        {
+            await Task.Delay(1).ConfigureAwait(false);
+        }
+
+        return await StartPlannedSplice(trigger, target).ConfigureAwait(false);
+    }
+
+    private bool IsCaughtUp(EndpointState? target)
+    {
+        var length = Echo.Log.Length;
+        var delivered = Echo.Delivered;
+        var anyReady = false;
+        foreach (var shadow in Echo.Shadows)
+        {
+            if (shadow.DetachedReason is not null || (target is not null && !ReferenceEquals(shadow.Endpoint, target)))
+            {
+                continue;
+            }
+
+            var snap = shadow.Snapshot();
+            if (snap.State != ShadowState.Ready)
+            {
+                continue;
+            }
+
+            anyReady = true;
+            if (snap.AckedBytes >= length && snap.AckedMessages >= delivered)
+            {
+                return true;
+            }
+        }
+
+        // Nothing Ready to wait for: go now (the takeover will say why it cannot run).
+        return !anyReady;
+    }
+
+    private Task<SpliceOutcome> StartPlannedSplice(SpliceTrigger trigger, EndpointState? target)
     {
         int generation;
         lock (_stateLock)
