@@ -636,9 +636,29 @@ internal sealed partial class L7Proxy
     /// <summary>Adds the affinity cookie and snapshots the primary's headers for the shadows.</summary>
     private sealed class L7Transformer : HttpTransformer
     {
-        public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+        public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
         {
-            var result = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
+            // The base copies headers synchronously; finish without a state machine when it did.
+            var copy = base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+            if (!copy.IsCompletedSuccessfully)
+            {
+                return AfterCopyAsync(copy, httpContext, proxyResponse);
+            }
+
+            var result = copy.Result;
+            AddAffinityAndDigest(httpContext, proxyResponse);
+            return new ValueTask<bool>(result);
+        }
+
+        private static async ValueTask<bool> AfterCopyAsync(ValueTask<bool> copy, HttpContext httpContext, HttpResponseMessage? proxyResponse)
+        {
+            var result = await copy.ConfigureAwait(false);
+            AddAffinityAndDigest(httpContext, proxyResponse);
+            return result;
+        }
+
+        private static void AddAffinityAndDigest(HttpContext httpContext, HttpResponseMessage? proxyResponse)
+        {
             if (proxyResponse is not null && httpContext.Features.Get<RequestState>() is { } state)
             {
                 if (state.CookieToSet is { } cookie)
@@ -652,8 +672,6 @@ internal sealed partial class L7Proxy
                     state.PrimaryContentType = proxyResponse.Content.Headers.ContentType?.MediaType;
                 }
             }
-
-            return result;
         }
     }
 }

@@ -106,18 +106,36 @@ internal sealed class ShadowMirror : IAsyncDisposable
     }
 
     /// <summary>The current endpoint for the shadow id, or null when the config no longer has it.</summary>
-    public EndpointState? Endpoint()
+    public EndpointState? Endpoint() => Current().Endpoint;
+
+    /// <summary>
+    /// The shadow's endpoint and its cluster's client. The lookup walks every cluster; it is kept for
+    /// as long as the runtime snapshot stays (a reload, connect timeouts included, makes a new one).
+    /// </summary>
+    private EndpointCache Current()
     {
-        // The lookup walks every cluster; remember it for as long as the runtime snapshot stays.
         var snapshot = _runtime.Snapshot;
         if (Volatile.Read(ref _endpoint) is { } cached && ReferenceEquals(cached.Snapshot, snapshot))
         {
-            return cached.Endpoint;
+            return cached;
         }
 
         var endpoint = _runtime.FindEndpoint(ShadowId);
-        Volatile.Write(ref _endpoint, new EndpointCache(snapshot, endpoint));
-        return endpoint;
+        var current = new EndpointCache(snapshot, endpoint, null);
+        Volatile.Write(ref _endpoint, current);
+        return current;
+    }
+
+    private HttpMessageInvoker Invoker(EndpointCache current)
+    {
+        if (current.Invoker is { } invoker)
+        {
+            return invoker;
+        }
+
+        invoker = _invokers(current.Endpoint!);
+        Volatile.Write(ref _endpoint, current with { Invoker = invoker });
+        return invoker;
     }
 
     /// <summary>Starts or queues a copy without waiting; a full queue drops it. Takes a reference on success.</summary>
@@ -314,7 +332,8 @@ internal sealed class ShadowMirror : IAsyncDisposable
 
     private async Task SendAndCompareAsync(MirrorItem item, CancellationToken cancellationToken)
     {
-        var endpoint = Endpoint();
+        var current = Current();
+        var endpoint = current.Endpoint;
         if (endpoint is null)
         {
             Record(item, null, "shadow endpoint is not configured");
@@ -346,7 +365,7 @@ internal sealed class ShadowMirror : IAsyncDisposable
         ResponseDigest shadow;
         try
         {
-            using var response = await _invokers(endpoint).SendAsync(request, timeout.Token).ConfigureAwait(false);
+            using var response = await Invoker(current).SendAsync(request, timeout.Token).ConfigureAwait(false);
             Counted(ref _sentCount, _sent);
             var contentType = response.Content.Headers.ContentType?.MediaType;
             var body = await DigestBodyAsync(response, contentType, timeout.Token).ConfigureAwait(false);
@@ -468,7 +487,7 @@ internal sealed class ShadowMirror : IAsyncDisposable
 
     internal static string FormatHost(string host) => host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('[') ? $"[{host}]" : host;
 
-    private sealed record EndpointCache(RuntimeSnapshot Snapshot, EndpointState? Endpoint);
+    private sealed record EndpointCache(RuntimeSnapshot Snapshot, EndpointState? Endpoint, HttpMessageInvoker? Invoker);
 
     private sealed record UriCache(EndpointState Endpoint, string PathAndQuery, Uri Uri);
 }
