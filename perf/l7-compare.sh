@@ -19,6 +19,9 @@ Usage: perf/l7-compare.sh [options]
   --threads N         wrk threads (default 2)
   --unpinned          do not pin with taskset (default: proxy on CPU 1; wrk and backends on CPU 0)
   --no-build          use the existing Release builds of relay and of perf/l7-backend.cs
+  --relay-bin PATH    run this relay executable instead of the worktree's Release build (a copy
+                      of an older build, say, to compare two versions one run after the other;
+                      the worktree is still built unless --no-build)
   --relay-env K=V     extra environment for the relay (repeatable; the relay always gets
                       DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0, see the comment in the script)
   --mirror-concurrency N  copies in flight to the shadow (route mirror.concurrency, default 64)
@@ -48,6 +51,7 @@ port_base=21400
 mirror_concurrency=64
 out_file=""
 keep_logs=0
+relay_bin_override=""
 
 die() { echo "l7-compare.sh: $*" >&2; exit 2; }
 
@@ -63,6 +67,7 @@ while [[ $# -gt 0 ]]; do
         --mirror-concurrency) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--mirror-concurrency needs a number"; mirror_concurrency="$2"; shift ;;
         --port-base) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--port-base needs a port"; port_base="$2"; shift ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a file"; out_file="$2"; shift ;;
+        --relay-bin) [[ $# -ge 2 ]] || die "--relay-bin needs a path"; relay_bin_override="$2"; shift ;;
         --keep-logs) keep_logs=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
@@ -86,7 +91,7 @@ on_cpu() { if [[ $pin -eq 1 ]]; then echo "taskset -c $1"; fi; }
 client_cpu=0
 proxy_cpu=1
 
-relay_bin="$repo/src/Relay/bin/Release/net10.0/relay"
+relay_bin="${relay_bin_override:-$repo/src/Relay/bin/Release/net10.0/relay}"
 backend_out="$repo/perf/bin/l7-backend"
 if [[ $build -eq 1 ]]; then
     echo "building relay and the backend (Release)..." >&2
@@ -184,11 +189,18 @@ cpu_ticks() { # PID -> user+system clock ticks so far (0 when no pid)
     awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-run_wrk() { # PORT SECONDS [PROXY_PID] -> "rps p50ms p99ms cpu_us_per_request"
-    local out before after
+runq_wait_ns() { # PID -> nanoseconds its threads have spent runnable but not running (0 when no pid)
+    [[ -n "$1" && -d /proc/$1/task ]] || { echo 0; return; }
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f", s }'
+}
+
+run_wrk() { # PORT SECONDS [PROXY_PID] -> "rps p50ms p99ms cpu_us_per_request proxy_cpu_percent proxy_wait_percent"
+    local out before after wait_before wait_after
     before="$(cpu_ticks "${3:-}")"
-    out="$($(on_cpu $client_cpu) wrk -t"$threads" -c"$connections" -d"$2"s --latency "http://127.0.0.1:$1/" 2>&1)" || { echo "nan nan nan nan"; return; }
+    wait_before="$(runq_wait_ns "${3:-}")"
+    out="$($(on_cpu $client_cpu) wrk -t"$threads" -c"$connections" -d"$2"s --latency "http://127.0.0.1:$1/" 2>&1)" || { echo "nan nan nan nan nan nan"; return; }
     after="$(cpu_ticks "${3:-}")"
+    wait_after="$(runq_wait_ns "${3:-}")"
     local errors rps p50 p99
     errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")"
     [[ -n "$errors" ]] && echo "port $1: $errors" >&2
@@ -198,7 +210,13 @@ run_wrk() { # PORT SECONDS [PROXY_PID] -> "rps p50ms p99ms cpu_us_per_request"
     local total cpu
     total="$(awk '/requests in/ {print $1}' <<<"$out")"
     cpu="$(awk -v t="$((after - before))" -v n="${total:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0 && t > 0) printf "%.1f", t * 1e6 / hz / n; else print "nan" }')"
-    echo "${rps:-nan} $p50 $p99 $cpu"
+    # The proxy's CPU time over the run's wall time, and the time its threads were runnable but
+    # not running (summed over threads, so it can pass 100). On a shared machine a high wait means
+    # other processes had the proxy's CPU: its requests/s then says more about them than about it.
+    local share wait
+    share="$(awk -v t="$((after - before))" -v d="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (t > 0) printf "%.0f", t * 100 / hz / d; else print "nan" }')"
+    wait="$(awk -v w="$((wait_after - wait_before))" -v d="$2" -v p="${3:-}" 'BEGIN { if (p != "") printf "%.0f", w / 1e7 / d; else print "nan" }')"
+    echo "${rps:-nan} $p50 $p99 $cpu $share $wait"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -223,9 +241,11 @@ copies() { # ROUTE -> "queued Q, dropped D, compared equal M"
 }
 relay_rss="$(awk '/VmHWM/ {print $2}' /proc/$relay_pid/status 2>/dev/null || echo nan)"
 
-declare -A rps p50 p99 cpu
+declare -A rps p50 p99 cpu share wait
 for v in "${variants[@]}"; do
+    wait[$v]="$(awk 'NF {print $6}' <<<"${samples[$v]}" | median)"
     cpu[$v]="$(awk 'NF {print $4}' <<<"${samples[$v]}" | median)"
+    share[$v]="$(awk 'NF {print $5}' <<<"${samples[$v]}" | median)"
     rps[$v]="$(awk 'NF {print $1}' <<<"${samples[$v]}" | median)"
     p50[$v]="$(awk 'NF {print $2}' <<<"${samples[$v]}" | median)"
     p99[$v]="$(awk 'NF {print $3}' <<<"${samples[$v]}" | median)"
@@ -233,10 +253,10 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
 
 {
-    echo "| variant | requests/s | p50 ms | p99 ms | vs direct | vs HAProxy | proxy CPU µs/request |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| variant | requests/s | p50 ms | p99 ms | vs direct | vs HAProxy | proxy CPU µs/request | proxy CPU % | proxy runnable-wait % |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for v in "${variants[@]}"; do
-        printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "$(ratio "${rps[$v]}" "${rps[direct]}")" "$(ratio "${rps[$v]}" "${rps[haproxy]}")" "${cpu[$v]}"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "$(ratio "${rps[$v]}" "${rps[direct]}")" "$(ratio "${rps[$v]}" "${rps[haproxy]}")" "${cpu[$v]}" "${share[$v]}" "${wait[$v]}"
     done
     echo
     echo "relay-mirror vs relay: requests/s $(ratio "${rps[relay-mirror]}" "${rps[relay]}"), p99 +$(awk -v a="${p99[relay-mirror]}" -v b="${p99[relay]}" 'BEGIN {printf "%.3f", a - b}') ms"

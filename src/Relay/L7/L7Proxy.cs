@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Net.Http.Headers;
+using Prometheus;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.L7.Mirroring;
@@ -39,7 +40,7 @@ internal sealed partial class L7Proxy
     {
         var started = Stopwatch.GetTimestamp();
         var config = route.Config;
-        var http = config.Http ?? new HttpRouteConfig();
+        var http = route.Http;
         var time = _runtime.TimeProvider;
         var request = context.Request;
         var method = request.Method;
@@ -113,7 +114,10 @@ internal sealed partial class L7Proxy
         }
 
         var attempts = Math.Max(1, http.Retries.Attempts);
-        var tried = new EndpointState?[attempts];
+
+        // The endpoints tried so far; the array is only needed once a request is retried.
+        EndpointState? first = null;
+        EndpointState?[]? tried = null;
         EndpointState? served = null;
         var success = false;
         var retried = false;
@@ -122,16 +126,23 @@ internal sealed partial class L7Proxy
             for (var attempt = 0; attempt < attempts; attempt++)
             {
                 now = time.GetTimestamp();
-                var endpoint = Choose(route, cluster, session, tried.AsSpan(0, attempt), now, attempt);
+                var endpoint = Choose(route, cluster, session, attempt == 0 ? default : tried.AsSpan(0, attempt), now, attempt);
                 if (endpoint is null)
                 {
                     L7Log.NoEndpoint(_logger, route.Name, cluster.Name, method, request.Path.Value ?? "/");
-                    await FailAsync(context, route, StatusCodes.Status503ServiceUnavailable, "no_endpoint", tried[Math.Max(0, attempt - 1)],
+                    await FailAsync(context, route, StatusCodes.Status503ServiceUnavailable, "no_endpoint", attempt == 0 ? null : tried![attempt - 1],
                         attempt == 0 ? $"no endpoint of cluster \"{cluster.Name}\" is available" : $"no other endpoint of cluster \"{cluster.Name}\" is available after {attempt} failed attempt(s)").ConfigureAwait(false);
                     return;
                 }
 
-                tried[attempt] = endpoint;
+                if (attempt == 0)
+                {
+                    first = endpoint;
+                }
+                else
+                {
+                    tried![attempt] = endpoint;
+                }
                 if (body is not null)
                 {
                     request.Body = new MemoryStream(body, 0, bodyLength, writable: false);
@@ -212,6 +223,12 @@ internal sealed partial class L7Proxy
                 }
 
                 var reason = notSent ? "connect" : error == ForwarderError.RequestTimedOut ? "timeout" : "reset";
+                if (tried is null)
+                {
+                    tried = new EndpointState?[attempts];
+                    tried[0] = first;
+                }
+
                 retried = true;
                 Interlocked.Increment(ref route.Retries);
                 _runtime.Metrics.HttpRetries.WithLabels(route.Name, reason).Inc();
@@ -235,7 +252,7 @@ internal sealed partial class L7Proxy
         finally
         {
             upgrade?.End();
-            if (retried && session is not null && served is not null && tried[0] is { } first && !ReferenceEquals(first, served))
+            if (retried && session is not null && served is not null && first is not null && !ReferenceEquals(first, served))
             {
                 // The session's endpoint failed this request and another served it: follow the request.
                 MoveSession(route, session, first, served, "an attempt on it failed");
@@ -248,9 +265,27 @@ internal sealed partial class L7Proxy
 
             if (success && mirrorThis)
             {
-                Mirror(context, route, served!, body, bodyLength, state, capture!);
+                var copies = Mirror(context, route, served!, body, bodyLength, state, capture!);
                 body = null;
                 capture = null;
+                if (copies.ShadowsToStart is not null)
+                {
+                    // Copies that got a slot are sent from this thread, but only once the client has
+                    // the whole primary response: a copy must never delay it.
+                    if (upgrade is null)
+                    {
+                        try
+                        {
+                            await context.Response.CompleteAsync().ConfigureAwait(false);
+                        }
+                        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
+                        {
+                            // The client is gone or the response cannot end cleanly; the copies go anyway.
+                        }
+                    }
+
+                    copies.Start();
+                }
             }
 
             capture?.Dispose();
@@ -270,8 +305,9 @@ internal sealed partial class L7Proxy
 
     private static void Finish(L7Route route, HttpContext context, long started)
     {
-        route.StatusCounter(context.Response.HasStarted || !context.RequestAborted.IsCancellationRequested ? context.Response.StatusCode : 0).Inc();
-        route.Duration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        // No exemplars: nothing on this path has a trace context, and asking for one costs per request.
+        route.StatusCounter(context.Response.HasStarted || !context.RequestAborted.IsCancellationRequested ? context.Response.StatusCode : 0).Inc(Exemplar.None);
+        route.Duration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds, Exemplar.None);
     }
 
     private AffinitySession? ResolveSession(HttpContext context, AffinityTable table, ClusterState cluster, RequestState state, long now)
@@ -422,7 +458,8 @@ internal sealed partial class L7Proxy
         return (null, 0, false);
     }
 
-    private static void Mirror(HttpContext context, L7Route route, EndpointState primary, byte[]? body, int bodyLength, RequestState state, BodyCapture capture)
+    /// <summary>Hands the copy to every shadow (queued, dropped or given a slot, and counted); the slotted ones are started by the caller.</summary>
+    private static PendingCopies Mirror(HttpContext context, L7Route route, EndpointState primary, byte[]? body, int bodyLength, RequestState state, BodyCapture capture)
     {
         var request = context.Request;
         var headers = new KeyValuePair<string, StringValues>[request.Headers.Count];
@@ -434,15 +471,51 @@ internal sealed partial class L7Proxy
 
         var item = new MirrorItem(method: request.Method, pathAndQuery: request.PathBase.Add(request.Path).ToUriComponent() + request.QueryString.ToUriComponent(),
             headers, body, bodyLength, context.Response.StatusCode, state.PrimaryHeaders, state.PrimaryContentType, capture);
+        object? toStart = null;
         foreach (var shadow in route.Shadows)
         {
-            if (shadow.ShadowId != primary.Id)
+            if (shadow.ShadowId != primary.Id && shadow.TryAdmit(item) == MirrorAdmission.Slot)
             {
-                shadow.TryEnqueue(item);
+                toStart = toStart switch
+                {
+                    null => shadow,
+                    ShadowMirror one => new List<ShadowMirror> { one, shadow },
+                    List<ShadowMirror> many => Add(many, shadow),
+                    _ => toStart,
+                };
             }
         }
 
+        // Every admitted shadow holds its own reference now.
         item.Release();
+        return new PendingCopies(item, toStart);
+
+        static List<ShadowMirror> Add(List<ShadowMirror> list, ShadowMirror shadow)
+        {
+            list.Add(shadow);
+            return list;
+        }
+    }
+
+    /// <summary>The shadows (one, or a list) that admitted a copy into a free slot and wait for <see cref="Start"/>.</summary>
+    private readonly record struct PendingCopies(MirrorItem Item, object? ShadowsToStart)
+    {
+        public void Start()
+        {
+            switch (ShadowsToStart)
+            {
+                case ShadowMirror one:
+                    one.Start(Item);
+                    break;
+                case List<ShadowMirror> many:
+                    foreach (var shadow in many)
+                    {
+                        shadow.Start(Item);
+                    }
+
+                    break;
+            }
+        }
     }
 
     private string Prefix(EndpointState endpoint)
@@ -563,9 +636,29 @@ internal sealed partial class L7Proxy
     /// <summary>Adds the affinity cookie and snapshots the primary's headers for the shadows.</summary>
     private sealed class L7Transformer : HttpTransformer
     {
-        public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+        public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
         {
-            var result = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
+            // The base copies headers synchronously; finish without a state machine when it did.
+            var copy = base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+            if (!copy.IsCompletedSuccessfully)
+            {
+                return AfterCopyAsync(copy, httpContext, proxyResponse);
+            }
+
+            var result = copy.Result;
+            AddAffinityAndDigest(httpContext, proxyResponse);
+            return new ValueTask<bool>(result);
+        }
+
+        private static async ValueTask<bool> AfterCopyAsync(ValueTask<bool> copy, HttpContext httpContext, HttpResponseMessage? proxyResponse)
+        {
+            var result = await copy.ConfigureAwait(false);
+            AddAffinityAndDigest(httpContext, proxyResponse);
+            return result;
+        }
+
+        private static void AddAffinityAndDigest(HttpContext httpContext, HttpResponseMessage? proxyResponse)
+        {
             if (proxyResponse is not null && httpContext.Features.Get<RequestState>() is { } state)
             {
                 if (state.CookieToSet is { } cookie)
@@ -579,8 +672,6 @@ internal sealed partial class L7Proxy
                     state.PrimaryContentType = proxyResponse.Content.Headers.ContentType?.MediaType;
                 }
             }
-
-            return result;
         }
     }
 }

@@ -22,6 +22,7 @@ internal sealed class L7Route
         Name = config.Name;
         Config = config;
         var http = config.Http ?? new HttpRouteConfig();
+        Http = http;
         Affinity = http.Affinity is null ? null : new AffinityTable(http.Affinity);
         Budget = new RetryBudget(http.Retries);
         RequestConfig = NewRequestConfig(http);
@@ -32,6 +33,9 @@ internal sealed class L7Route
     public string Name { get; }
 
     public RouteConfig Config { get; private set; }
+
+    /// <summary>The route's HTTP settings (defaults when the config has none), so a request does not rebuild them.</summary>
+    public HttpRouteConfig Http { get; private set; }
 
     public AffinityTable? Affinity { get; private set; }
 
@@ -59,6 +63,7 @@ internal sealed class L7Route
         var old = Config.Http ?? new HttpRouteConfig();
         var http = config.Http ?? new HttpRouteConfig();
         Config = config;
+        Http = http;
         if (http.Affinity is null)
         {
             Affinity = null;

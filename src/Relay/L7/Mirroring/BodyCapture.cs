@@ -112,10 +112,13 @@ internal sealed class CapturingStream(Stream inner, BodyCapture capture) : Strea
         capture.Append(buffer.AsSpan(offset, count));
     }
 
-    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        await inner.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+        // Copied first (the caller's buffer is valid until the write completes), so the write's
+        // ValueTask goes back as is: no state machine per write. A response that fails is not
+        // compared, so bytes captured for a write that then fails do not matter.
         capture.Append(buffer.Span);
+        return inner.WriteAsync(buffer, cancellationToken);
     }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
