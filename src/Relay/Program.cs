@@ -22,6 +22,8 @@ public static class RelayProgram
           relay --check-config FILE               validate a configuration, print every problem, exit
           relay sample-server --listen ADDR [--id NAME]
                                                   run the sample line-protocol game backend
+          relay agent --config FILE | --id ID --control ADDR --backend ADDR --path IP [--psk-file F]
+                                                  run beside an endpoint for echo and splice (agent --help)
           relay predict-eval [--out FILE] [--tune] [--nab DIR]
                                                   replay Relay.Predict's evaluation (predict-eval --help)
           relay --help | --version
@@ -30,6 +32,14 @@ public static class RelayProgram
           --config FILE           JSON configuration; see config/relay.json for every key and default
           --route L=U[,U...]      a route from listen address L to upstreams U (repeatable); each
                                   becomes route "routeN" and cluster "routeN" with defaults
+          --echo CODEC            echo every --route session to a shadow and splice it onto the
+                                  shadow when its primary fails or is drained (docs/splice.md);
+                                  CODEC: raw, lines, length-prefixed-16, length-prefixed-32, resp
+          --agent U=A             the `relay agent` beside upstream U listens on control address A
+                                  (repeatable; an upstream without one is never a shadow)
+          --shadows N             shadows per echoed session (default 1)
+          --echo-psk-file F       pre-shared key shared with the agents (>= 32 bytes); otherwise
+                                  $RELAY_ECHO_PSK
           --admin ADDR|off        admin API address (default 127.0.0.1:9901; overrides admin.listen)
           --admin-token-file F    file holding the admin bearer token (overrides admin.tokenFile);
                                   otherwise $RELAY_ADMIN_TOKEN, otherwise one is generated and its
@@ -221,14 +231,34 @@ public static class RelayProgram
                     }
 
                     var id = $"{name}-{u + 1}";
-                    endpoints[id] = new EndpointConfig { Id = id, Address = upstream };
+                    var agent = command.Agents.TryGetValue($"{upstream.Host}:{upstream.Port}", out var agentAddress) ? agentAddress : null;
+                    endpoints[id] = new EndpointConfig { Id = id, Address = upstream, Agent = agent };
                 }
 
-                routes[name] = new RouteConfig { Name = name, Listen = listen, Cluster = name };
+                EchoPolicyConfig? echo = command.EchoCodec is { } codec ? new EchoPolicyConfig { Codec = codec, Shadows = command.Shadows ?? 1 } : null;
+                routes[name] = new RouteConfig { Name = name, Listen = listen, Cluster = name, Echo = echo };
                 clusters[name] = new ClusterConfig { Name = name, Endpoints = endpoints.ToImmutable() };
             }
 
             config = config with { Routes = routes.ToImmutable(), Clusters = clusters.ToImmutable() };
+        }
+
+        foreach (var (upstream, _) in command.Agents)
+        {
+            if (!command.Routes.Any(r => r[(r.IndexOf('=', StringComparison.Ordinal) + 1)..].Split(',', StringSplitOptions.TrimEntries).Contains(upstream, StringComparer.OrdinalIgnoreCase)))
+            {
+                problems.Add($"--agent {upstream}=...: {upstream} is not an upstream of any --route");
+            }
+        }
+
+        if (command.EchoCodec is not null && command.Routes.Count == 0)
+        {
+            problems.Add("--echo: applies to --route routes; a configuration file sets \"echo\" per route instead");
+        }
+
+        if (command.EchoPskFile is { } pskFile)
+        {
+            config = config with { Echo = config.Echo with { PskFile = pskFile } };
         }
 
         if (command.ConfigPath is null && command.Routes.Count == 0)
@@ -342,6 +372,15 @@ internal sealed class CommandLine
 
     public string? Admin { get; private set; }
 
+    public EchoCodec? EchoCodec { get; private set; }
+
+    public int? Shadows { get; private set; }
+
+    public string? EchoPskFile { get; private set; }
+
+    /// <summary>Upstream "host:port" to the control address of the agent beside it.</summary>
+    public Dictionary<string, System.Net.IPEndPoint> Agents { get; } = new(StringComparer.OrdinalIgnoreCase);
+
     public string? AdminTokenFile { get; private set; }
 
     public TimeSpan? DrainTimeout { get; private set; }
@@ -361,9 +400,9 @@ internal sealed class CommandLine
             var arg = args[i];
             string? value = null;
             var eq = arg.StartsWith("--", StringComparison.Ordinal) ? arg.IndexOf('=', StringComparison.Ordinal) : -1;
-            if (eq > 0 && arg != "--route")
+            if (eq > 0 && arg != "--route" && arg != "--agent")
             {
-                // --name=value form; --route values contain '=' themselves, so only split the flag name.
+                // --name=value form; --route and --agent values contain '=' themselves, so only split the flag name.
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
@@ -404,6 +443,47 @@ internal sealed class CommandLine
                         break;
                     case "--admin":
                         command.Admin = Next(ref i);
+                        break;
+                    case "--echo":
+                        var codecText = Next(ref i);
+                        command.EchoCodec = codecText.ToLowerInvariant() switch
+                        {
+                            "raw" => Configuration.EchoCodec.Raw,
+                            "lines" => Configuration.EchoCodec.Lines,
+                            "length-prefixed-16" => Configuration.EchoCodec.LengthPrefixed16,
+                            "length-prefixed-32" => Configuration.EchoCodec.LengthPrefixed32,
+                            "resp" => Configuration.EchoCodec.Resp,
+                            _ => throw new FormatException($"--echo: \"{codecText}\" is not one of raw, lines, length-prefixed-16, length-prefixed-32, resp"),
+                        };
+                        break;
+                    case "--shadows":
+                        var shadowsText = Next(ref i);
+                        command.Shadows = int.TryParse(shadowsText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var shadows) && shadows <= 8
+                            ? shadows
+                            : throw new FormatException($"--shadows: \"{shadowsText}\" is not a whole number from 0 to 8");
+                        break;
+                    case "--echo-psk-file":
+                        command.EchoPskFile = Next(ref i);
+                        break;
+                    case "--agent":
+                        var agentSpec = Next(ref i);
+                        var split = agentSpec.LastIndexOf('=');
+                        if (split <= 0 || split == agentSpec.Length - 1)
+                        {
+                            throw new FormatException($"--agent {agentSpec}: expected UPSTREAM=AGENT, e.g. 127.0.0.1:7102=127.0.0.1:7202");
+                        }
+
+                        if (!AddressParser.TryParseUpstream(agentSpec[..split], out var agentUpstream, out var upstreamProblem))
+                        {
+                            throw new FormatException($"--agent {agentSpec}: upstream {upstreamProblem}");
+                        }
+
+                        if (!AddressParser.TryParseListen(agentSpec[(split + 1)..], out var agentControl, out var agentProblem))
+                        {
+                            throw new FormatException($"--agent {agentSpec}: agent control address {agentProblem}");
+                        }
+
+                        command.Agents[$"{agentUpstream.Host}:{agentUpstream.Port}"] = agentControl;
                         break;
                     case "--admin-token-file":
                         command.AdminTokenFile = Next(ref i);

@@ -16,7 +16,7 @@ public class CommandLineTests
     {
         var (exit, stdout, _) = await RunAsync(TimeSpan.FromSeconds(60), "--help");
         Assert.Equal(0, exit);
-        foreach (var flag in new[] { "--config", "--route", "--check-config", "--admin", "--admin-token-file", "--drain-timeout", "--log-level", "sample-server", "--version" })
+        foreach (var flag in new[] { "--config", "--route", "--echo", "--agent", "--shadows", "--echo-psk-file", "--check-config", "--admin", "--admin-token-file", "--drain-timeout", "--log-level", "sample-server", "agent", "--version" })
         {
             Assert.Contains(flag, stdout, StringComparison.Ordinal);
         }
