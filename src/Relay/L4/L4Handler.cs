@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
 using Relay.Configuration;
@@ -92,14 +93,30 @@ public sealed class L4Handler
             {
                 await using (upstream.ConfigureAwait(false))
                 {
-                    if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                    if (upstream is UpstreamConnection { PipesStarted: false } direct)
                     {
-                        await WriteProxyHeaderAsync(upstream.Transport.Output, client).ConfigureAwait(false);
-                    }
+                        // The usual case: pump the upstream socket directly, with no pipes of its own.
+                        if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                        {
+                            await WriteProxyHeaderAsync(direct.Socket, client).ConfigureAwait(false);
+                        }
 
-                    var inbound = PumpAsync(session, client.Transport.Input, upstream.Transport.Output, inbound: true);
-                    var outbound = PumpAsync(session, upstream.Transport.Input, client.Transport.Output, inbound: false);
-                    await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
+                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct);
+                        var outbound = PumpFromSocketAsync(session, direct, client.Transport.Output);
+                        await inbound.ConfigureAwait(false);
+                        await outbound.ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                        {
+                            await WriteProxyHeaderAsync(upstream.Transport.Output, client).ConfigureAwait(false);
+                        }
+
+                        var inbound = PumpAsync(session, client.Transport.Input, upstream.Transport.Output, inbound: true);
+                        var outbound = PumpAsync(session, upstream.Transport.Input, client.Transport.Output, inbound: false);
+                        await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
+                    }
                 }
             }
             finally
@@ -151,6 +168,185 @@ public sealed class L4Handler
         var written = ProxyProtocolV2.Write(span, client.RemoteEndPoint, client.LocalEndPoint);
         output.Advance(written);
         await output.FlushAsync().ConfigureAwait(false);
+    }
+
+    private static async ValueTask WriteProxyHeaderAsync(Socket socket, ConnectionContext client)
+    {
+        var header = ArrayPool<byte>.Shared.Rent(ProxyProtocolV2.MaxHeaderBytes);
+        try
+        {
+            var written = ProxyProtocolV2.Write(header, client.RemoteEndPoint, client.LocalEndPoint);
+            await SendAllAsync(socket, header.AsMemory(0, written)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+        }
+    }
+
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var sent = await socket.SendAsync(data, SocketFlags.None).ConfigureAwait(false);
+            data = data[sent..];
+        }
+    }
+
+    /// <summary>
+    /// Client to upstream, straight onto the upstream socket (no pipe between): sends what the
+    /// client's pipe holds, then releases it, so the client's backpressure is the socket's. When the
+    /// client's side ends, sends a FIN upstream and keeps the other direction open, as
+    /// <see cref="UpstreamConnection"/>'s send loop does for a completed pipe.
+    /// </summary>
+    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, UpstreamConnection upstream)
+    {
+        var reason = RelayError.None;
+        Exception? error = null;
+        var socket = upstream.Socket;
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    (reason, error) = (RelayError.ClientReset, ex);
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    session.AddIn(buffer.Length, _runtime.TimeProvider.GetTimestamp());
+                    try
+                    {
+                        if (buffer.IsSingleSegment)
+                        {
+                            await SendAllAsync(socket, buffer.First).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            foreach (var segment in buffer)
+                            {
+                                await SendAllAsync(socket, segment).ConfigureAwait(false);
+                            }
+                        }
+                    }
+                    catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                    {
+                        (reason, error) = (RelayError.UpstreamReset, ex);
+                        reader.AdvanceTo(buffer.End);
+                        break;
+                    }
+                }
+
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
+                {
+                    reason = RelayError.ClientClosed;
+                    break;
+                }
+
+                if (result.IsCanceled)
+                {
+                    reason = RelayError.Aborted;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            session.TrySetEndReason(reason, error?.Message);
+            await reader.CompleteAsync().ConfigureAwait(false);
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // The socket is gone already; the other direction ends on its own.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Upstream to client, received straight into the client's output pipe. An idle leg waits with a
+    /// zero-byte receive and holds no buffer; after a receive that filled its buffer it reads again
+    /// at once, as more is likely queued.
+    /// </summary>
+    private async Task PumpFromSocketAsync(L4Session session, UpstreamConnection upstream, PipeWriter writer)
+    {
+        var reason = RelayError.None;
+        Exception? error = null;
+        var socket = upstream.Socket;
+        var lastFilled = false;
+        try
+        {
+            while (true)
+            {
+                int read;
+                Memory<byte> memory;
+                try
+                {
+                    if (!lastFilled)
+                    {
+                        await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                    }
+
+                    memory = writer.GetMemory(1);
+                    read = await socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    (reason, error) = (RelayError.UpstreamReset, ex);
+                    break;
+                }
+
+                if (read == 0)
+                {
+                    reason = RelayError.UpstreamClosed;
+                    break;
+                }
+
+                lastFilled = read == memory.Length;
+                writer.Advance(read);
+                session.AddOut(read, _runtime.TimeProvider.GetTimestamp());
+                FlushResult flush;
+                try
+                {
+                    var pending = writer.FlushAsync();
+                    flush = pending.IsCompletedSuccessfully ? pending.Result : await pending.ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    (reason, error) = (RelayError.ClientReset, ex);
+                    break;
+                }
+
+                if (flush.IsCompleted)
+                {
+                    reason = RelayError.ClientClosed;
+                    break;
+                }
+
+                if (flush.IsCanceled)
+                {
+                    reason = RelayError.Aborted;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            session.TrySetEndReason(reason, error?.Message);
+            upstream.MarkClosed();
+            await writer.CompleteAsync().ConfigureAwait(false);
+        }
     }
 
     /// <summary>

@@ -16,54 +16,105 @@ namespace Relay.L4;
 /// <remarks>
 /// Receives wait for data with a zero-byte read before taking a pooled block, unless the previous
 /// read filled its block (more is likely queued), so idle upstream legs hold no buffer.
+/// <para>
+/// The pipes, their loops, the <see cref="ConnectionClosed"/> source, <see cref="Items"/> and
+/// <see cref="Features"/> are made on first use: a plain L4 session pumps the <see cref="Socket"/>
+/// directly and never asks for them, which saves about 2 KiB per idle session (two pipes, their
+/// readers, writers and segments, and two loop state machines). An echoed session reads
+/// <see cref="Transport"/>, which starts the loops as before.
+/// </para>
 /// </remarks>
 internal sealed class UpstreamConnection : ConnectionContext
 {
     private readonly Socket _socket;
-    private readonly Pipe _input;
-    private readonly Pipe _output;
-    private readonly CancellationTokenSource _closed = new();
-    private readonly int _blockBytes;
+    private readonly PipeOptions _pipeOptions;
+    private readonly object _sync = new();
+    private Pipe? _input;
+    private Pipe? _output;
+    private IDuplexPipe? _transport;
+    private CancellationTokenSource? _closed;
+    private IFeatureCollection? _features;
+    private IDictionary<object, object?>? _items;
     private Task? _receiving;
     private Task? _sending;
     private volatile Exception? _abortReason;
+    private volatile bool _isClosed;
     private int _disposed;
 
-    public UpstreamConnection(Socket socket, MemoryPool<byte> pool, int maxBufferedBytes, bool inline)
+    /// <param name="socket">The connected socket.</param>
+    /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>
+    public UpstreamConnection(Socket socket, PipeOptions pipeOptions)
     {
         _socket = socket;
-        _blockBytes = pool.MaxBufferSize > 0 ? pool.MaxBufferSize : 4096;
-        var scheduler = inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
-        _input = new Pipe(new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, _blockBytes, useSynchronizationContext: false));
-        _output = new Pipe(new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, _blockBytes, useSynchronizationContext: false));
-        Transport = new DuplexPipe(_input.Reader, _output.Writer);
+        _pipeOptions = pipeOptions;
         RemoteEndPoint = socket.RemoteEndPoint;
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionId = $"upstream-{socket.Handle}";
-        ConnectionClosed = _closed.Token;
     }
 
-    public override IDuplexPipe Transport { get; set; }
+    /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
+    public Socket Socket => _socket;
+
+    /// <summary>Whether <see cref="Transport"/> has been asked for (its pipes and loops run).</summary>
+    public bool PipesStarted => Volatile.Read(ref _transport) is not null;
+
+    /// <summary>The pipes; the first read starts the loops that move bytes between them and the socket.</summary>
+    public override IDuplexPipe Transport
+    {
+        get => Volatile.Read(ref _transport) ?? StartPipes();
+        set => _transport = value;
+    }
 
     public override string ConnectionId { get; set; }
 
-    public override IFeatureCollection Features { get; } = new FeatureCollection();
-
-    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
-
-    public void Start()
+    public override CancellationToken ConnectionClosed
     {
-        _receiving = ReceiveAsync();
-        _sending = SendAsync();
+        get
+        {
+            lock (_sync)
+            {
+                if (_closed is null)
+                {
+                    if (_isClosed)
+                    {
+                        return new CancellationToken(canceled: true);
+                    }
+
+                    _closed = new CancellationTokenSource();
+                }
+
+                return _closed.Token;
+            }
+        }
+        set => throw new NotSupportedException("An upstream connection's ConnectionClosed token is its own.");
     }
+
+    public override IFeatureCollection Features => LazyInitializer.EnsureInitialized(ref _features, static () => new FeatureCollection());
+
+    public override IDictionary<object, object?> Items
+    {
+        get => LazyInitializer.EnsureInitialized(ref _items, static () => new Dictionary<object, object?>());
+        set => _items = value;
+    }
+
+    /// <summary>The options the pipes of one connector's legs share.</summary>
+    public static PipeOptions CreatePipeOptions(MemoryPool<byte> pool, int maxBufferedBytes, bool inline)
+    {
+        var scheduler = inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        var blockBytes = pool.MaxBufferSize > 0 ? pool.MaxBufferSize : 4096;
+        return new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, blockBytes, useSynchronizationContext: false);
+    }
+
+    /// <summary>Tells <see cref="ConnectionClosed"/> that a direct pump saw the socket end.</summary>
+    public void MarkClosed() => CancelClosed();
 
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _abortReason ??= abortReason;
 
-        // Disposing the socket ends both loops; their pipes complete with the abort reason.
+        // Disposing the socket ends both loops (or a direct pump); their pipes complete with the abort reason.
         _socket.Dispose();
-        _output.Reader.CancelPendingRead();
+        Volatile.Read(ref _output)?.Reader.CancelPendingRead();
     }
 
     public override async ValueTask DisposeAsync()
@@ -75,26 +126,51 @@ internal sealed class UpstreamConnection : ConnectionContext
         }
 
         // The session has completed its ends of both pipes; make sure the loops finish too.
-        _output.Reader.CancelPendingRead();
+        Task? receiving, sending;
+        lock (_sync)
+        {
+            _output?.Reader.CancelPendingRead();
+            (receiving, sending) = (_receiving, _sending);
+        }
+
         _socket.Dispose();
-        if (_receiving is not null)
+        if (receiving is not null)
         {
-            await _receiving.ConfigureAwait(false);
+            await receiving.ConfigureAwait(false);
         }
 
-        if (_sending is not null)
+        if (sending is not null)
         {
-            await _sending.ConfigureAwait(false);
+            await sending.ConfigureAwait(false);
         }
 
-        _closed.Dispose();
+        // The source has no timer, so it is left undisposed: a late reader of ConnectionClosed still gets a token.
+        CancelClosed();
         await base.DisposeAsync().ConfigureAwait(false);
     }
 
-    private async Task ReceiveAsync()
+    private IDuplexPipe StartPipes()
+    {
+        lock (_sync)
+        {
+            if (_transport is { } existing)
+            {
+                return existing;
+            }
+
+            _input = new Pipe(_pipeOptions);
+            _output = new Pipe(_pipeOptions);
+            var transport = new DuplexPipe(_input.Reader, _output.Writer);
+            _receiving = ReceiveAsync(_input.Writer);
+            _sending = SendAsync(_output.Reader);
+            Volatile.Write(ref _transport, transport);
+            return transport;
+        }
+    }
+
+    private async Task ReceiveAsync(PipeWriter writer)
     {
         Exception? error = null;
-        var writer = _input.Writer;
         var lastFilled = false;
         try
         {
@@ -137,9 +213,8 @@ internal sealed class UpstreamConnection : ConnectionContext
         }
     }
 
-    private async Task SendAsync()
+    private async Task SendAsync(PipeReader reader)
     {
-        var reader = _output.Reader;
         var halfClose = false;
         try
         {
@@ -193,14 +268,14 @@ internal sealed class UpstreamConnection : ConnectionContext
 
     private void CancelClosed()
     {
-        try
+        _isClosed = true;
+        CancellationTokenSource? closed;
+        lock (_sync)
         {
-            _closed.Cancel();
+            closed = _closed;
         }
-        catch (ObjectDisposedException)
-        {
-            // Disposed after the loops finished: nobody is left to tell.
-        }
+
+        closed?.Cancel();
     }
 
     private static bool IsReset(SocketError error) =>
