@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
 using Relay.Configuration;
@@ -92,14 +93,33 @@ public sealed class L4Handler
             {
                 await using (upstream.ConfigureAwait(false))
                 {
-                    if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                    if (client is UpstreamConnection { PipesStarted: false } clientLeg && upstream is UpstreamConnection { PipesStarted: false } upstreamLeg)
                     {
-                        await WriteProxyHeaderAsync(upstream.Transport.Output, client).ConfigureAwait(false);
-                    }
+                        // The usual case: both legs are bare sockets, copied socket to socket. Non-blocking,
+                        // so SendAllAsync can try a synchronous send first.
+                        clientLeg.Socket.Blocking = false;
+                        upstreamLeg.Socket.Blocking = false;
+                        if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                        {
+                            await WriteProxyHeaderAsync(upstreamLeg.Socket, client).ConfigureAwait(false);
+                        }
 
-                    var inbound = PumpAsync(session, client.Transport.Input, upstream.Transport.Output, inbound: true);
-                    var outbound = PumpAsync(session, upstream.Transport.Input, client.Transport.Output, inbound: false);
-                    await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
+                        var inbound = CopyAsync(session, clientLeg, upstreamLeg, inbound: true);
+                        var outbound = CopyAsync(session, upstreamLeg, clientLeg, inbound: false);
+                        await inbound.ConfigureAwait(false);
+                        await outbound.ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
+                        {
+                            await WriteProxyHeaderAsync(upstream.Transport.Output, client).ConfigureAwait(false);
+                        }
+
+                        var inbound = PumpAsync(session, client.Transport.Input, upstream.Transport.Output, inbound: true);
+                        var outbound = PumpAsync(session, upstream.Transport.Input, client.Transport.Output, inbound: false);
+                        await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
+                    }
                 }
             }
             finally
@@ -151,6 +171,148 @@ public sealed class L4Handler
         var written = ProxyProtocolV2.Write(span, client.RemoteEndPoint, client.LocalEndPoint);
         output.Advance(written);
         await output.FlushAsync().ConfigureAwait(false);
+    }
+
+    private static async ValueTask WriteProxyHeaderAsync(Socket socket, ConnectionContext client)
+    {
+        var header = ArrayPool<byte>.Shared.Rent(ProxyProtocolV2.MaxHeaderBytes);
+        try
+        {
+            var written = ProxyProtocolV2.Write(header, client.RemoteEndPoint, client.LocalEndPoint);
+            await SendAllAsync(socket, header.AsMemory(0, written)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+        }
+    }
+
+    /// <summary>
+    /// Sends all of <paramref name="data"/>. On a non-blocking socket it tries a synchronous send
+    /// first, which nearly always takes everything: the socket then never makes its cached send
+    /// event args (about 300 B that an idle socket would keep for good). What the kernel does not take
+    /// goes out asynchronously.
+    /// </summary>
+    private static ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
+    {
+        if (!socket.Blocking)
+        {
+            while (!data.IsEmpty)
+            {
+                var sent = socket.Send(data.Span, SocketFlags.None, out var error);
+                if (error == SocketError.WouldBlock)
+                {
+                    break;
+                }
+
+                if (error != SocketError.Success)
+                {
+                    throw new SocketException((int)error);
+                }
+
+                data = data[sent..];
+            }
+        }
+
+        return data.IsEmpty ? ValueTask.CompletedTask : SendRestAsync(socket, data);
+    }
+
+    private static async ValueTask SendRestAsync(Socket socket, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var sent = await socket.SendAsync(data, SocketFlags.None).ConfigureAwait(false);
+            data = data[sent..];
+        }
+    }
+
+    /// <summary>
+    /// Copies one direction socket to socket, with no pipe between (both legs are
+    /// <see cref="UpstreamConnection"/>s whose pipes never started). An idle direction waits with a
+    /// zero-byte receive and holds no buffer; it rents a pooled block only when data is there, and
+    /// keeps it only while receives fill it (more is likely queued). Counting happens before the
+    /// send, as <see cref="PumpAsync"/> counts before the flush. When the client's side ends, the
+    /// upstream gets a FIN and the other direction goes on (half-close); when the upstream's side
+    /// ends, the client's socket is shut down both ways, as Kestrel's transport did when its output
+    /// completed (README, Known limits).
+    /// </summary>
+    private async Task CopyAsync(L4Session session, UpstreamConnection from, UpstreamConnection to, bool inbound)
+    {
+        var reason = RelayError.None;
+        Exception? error = null;
+        var source = from.Socket;
+        var target = to.Socket;
+        var pool = _connector.Pool;
+        IMemoryOwner<byte>? block = null;
+        try
+        {
+            while (true)
+            {
+                Memory<byte> memory;
+                int read;
+                try
+                {
+                    if (block is null)
+                    {
+                        await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                        block = pool.Rent();
+                    }
+
+                    memory = block.Memory;
+                    read = await source.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    (reason, error) = (inbound ? RelayError.ClientReset : RelayError.UpstreamReset, ex);
+                    break;
+                }
+
+                if (read == 0)
+                {
+                    reason = inbound ? RelayError.ClientClosed : RelayError.UpstreamClosed;
+                    break;
+                }
+
+                if (inbound)
+                {
+                    session.AddIn(read, _runtime.TimeProvider.GetTimestamp());
+                }
+                else
+                {
+                    session.AddOut(read, _runtime.TimeProvider.GetTimestamp());
+                }
+
+                try
+                {
+                    await SendAllAsync(target, memory[..read]).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    (reason, error) = (inbound ? RelayError.UpstreamReset : RelayError.ClientReset, ex);
+                    break;
+                }
+
+                if (read < memory.Length)
+                {
+                    block.Dispose();
+                    block = null;
+                }
+            }
+        }
+        finally
+        {
+            block?.Dispose();
+            session.TrySetEndReason(reason, error?.Message);
+            from.MarkClosed();
+            try
+            {
+                target.Shutdown(inbound ? SocketShutdown.Send : SocketShutdown.Both);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // The socket is gone already; the other direction ends on its own.
+            }
+        }
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
@@ -16,54 +17,138 @@ namespace Relay.L4;
 /// <remarks>
 /// Receives wait for data with a zero-byte read before taking a pooled block, unless the previous
 /// read filled its block (more is likely queued), so idle upstream legs hold no buffer.
+/// <para>
+/// The pipes, their loops, the <see cref="ConnectionClosed"/> source, <see cref="Items"/> and
+/// <see cref="Features"/> are made on first use: a plain L4 session pumps the <see cref="Socket"/>
+/// directly and never asks for them, which saves about 2 KiB per idle session (two pipes, their
+/// readers, writers and segments, and two loop state machines). An echoed session reads
+/// <see cref="Transport"/>, which starts the loops as before.
+/// </para>
+/// <para>
+/// The L4 listeners accept client sockets as this type too (<see cref="L4ConnectionListenerFactory"/>),
+/// which shut the socket down both ways when their output completes, as Kestrel's connection does.
+/// </para>
 /// </remarks>
 internal sealed class UpstreamConnection : ConnectionContext
 {
     private readonly Socket _socket;
-    private readonly Pipe _input;
-    private readonly Pipe _output;
-    private readonly CancellationTokenSource _closed = new();
-    private readonly int _blockBytes;
+    private readonly PipeOptions _pipeOptions;
+    private readonly bool _closeBothWays;
+    private readonly object _sync = new();
+    private Pipe? _input;
+    private Pipe? _output;
+    private IDuplexPipe? _transport;
+    private CancellationTokenSource? _closed;
+    private IFeatureCollection? _features;
+    private EndPoint? _localEndPoint;
+    private IDictionary<object, object?>? _items;
     private Task? _receiving;
     private Task? _sending;
     private volatile Exception? _abortReason;
+    private volatile bool _isClosed;
     private int _disposed;
 
-    public UpstreamConnection(Socket socket, MemoryPool<byte> pool, int maxBufferedBytes, bool inline)
+    /// <param name="socket">The connected socket.</param>
+    /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>
+    /// <param name="idPrefix">Starts <see cref="ConnectionId"/>; the socket's handle follows.</param>
+    /// <param name="closeBothWays">
+    /// Completing the output shuts the socket down both ways, which also ends the input, as
+    /// Kestrel's SocketConnection does (for an accepted client leg); otherwise it only sends a FIN.
+    /// </param>
+    public UpstreamConnection(Socket socket, PipeOptions pipeOptions, string idPrefix = "upstream-", bool closeBothWays = false)
     {
         _socket = socket;
-        _blockBytes = pool.MaxBufferSize > 0 ? pool.MaxBufferSize : 4096;
-        var scheduler = inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
-        _input = new Pipe(new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, _blockBytes, useSynchronizationContext: false));
-        _output = new Pipe(new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, _blockBytes, useSynchronizationContext: false));
-        Transport = new DuplexPipe(_input.Reader, _output.Writer);
+        _closeBothWays = closeBothWays;
+        _pipeOptions = pipeOptions;
         RemoteEndPoint = socket.RemoteEndPoint;
-        LocalEndPoint = socket.LocalEndPoint;
-        ConnectionId = $"upstream-{socket.Handle}";
-        ConnectionClosed = _closed.Token;
+        ConnectionId = idPrefix + socket.Handle.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    public override IDuplexPipe Transport { get; set; }
+    /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
+    public Socket Socket => _socket;
+
+    /// <summary>Whether <see cref="Transport"/> has been asked for (its pipes and loops run).</summary>
+    public bool PipesStarted => Volatile.Read(ref _transport) is not null;
+
+    /// <summary>The pipes; the first read starts the loops that move bytes between them and the socket.</summary>
+    public override IDuplexPipe Transport
+    {
+        get => Volatile.Read(ref _transport) ?? StartPipes();
+        set => _transport = value;
+    }
 
     public override string ConnectionId { get; set; }
 
-    public override IFeatureCollection Features { get; } = new FeatureCollection();
-
-    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
-
-    public void Start()
+    /// <summary>Asked of the socket on first use (most sessions never ask: about 70 B each saved).</summary>
+    public override EndPoint? LocalEndPoint
     {
-        _receiving = ReceiveAsync();
-        _sending = SendAsync();
+        get
+        {
+            if (_localEndPoint is null && Volatile.Read(ref _disposed) == 0)
+            {
+                try
+                {
+                    _localEndPoint = _socket.LocalEndPoint;
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Closed before anyone asked.
+                }
+            }
+
+            return _localEndPoint;
+        }
+        set => _localEndPoint = value;
     }
+
+    public override CancellationToken ConnectionClosed
+    {
+        get
+        {
+            lock (_sync)
+            {
+                if (_closed is null)
+                {
+                    if (_isClosed)
+                    {
+                        return new CancellationToken(canceled: true);
+                    }
+
+                    _closed = new CancellationTokenSource();
+                }
+
+                return _closed.Token;
+            }
+        }
+        set => throw new NotSupportedException("An upstream connection's ConnectionClosed token is its own.");
+    }
+
+    public override IFeatureCollection Features => LazyInitializer.EnsureInitialized(ref _features, static () => new SmallFeatureCollection());
+
+    public override IDictionary<object, object?> Items
+    {
+        get => LazyInitializer.EnsureInitialized(ref _items, static () => new Dictionary<object, object?>());
+        set => _items = value;
+    }
+
+    /// <summary>The options the pipes of one connector's legs share.</summary>
+    public static PipeOptions CreatePipeOptions(MemoryPool<byte> pool, int maxBufferedBytes, bool inline)
+    {
+        var scheduler = inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        var blockBytes = pool.MaxBufferSize > 0 ? pool.MaxBufferSize : 4096;
+        return new PipeOptions(pool, scheduler, scheduler, maxBufferedBytes, maxBufferedBytes / 2, blockBytes, useSynchronizationContext: false);
+    }
+
+    /// <summary>Tells <see cref="ConnectionClosed"/> that a direct pump saw the socket end.</summary>
+    public void MarkClosed() => CancelClosed();
 
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _abortReason ??= abortReason;
 
-        // Disposing the socket ends both loops; their pipes complete with the abort reason.
+        // Disposing the socket ends both loops (or a direct pump); their pipes complete with the abort reason.
         _socket.Dispose();
-        _output.Reader.CancelPendingRead();
+        Volatile.Read(ref _output)?.Reader.CancelPendingRead();
     }
 
     public override async ValueTask DisposeAsync()
@@ -75,26 +160,51 @@ internal sealed class UpstreamConnection : ConnectionContext
         }
 
         // The session has completed its ends of both pipes; make sure the loops finish too.
-        _output.Reader.CancelPendingRead();
+        Task? receiving, sending;
+        lock (_sync)
+        {
+            _output?.Reader.CancelPendingRead();
+            (receiving, sending) = (_receiving, _sending);
+        }
+
         _socket.Dispose();
-        if (_receiving is not null)
+        if (receiving is not null)
         {
-            await _receiving.ConfigureAwait(false);
+            await receiving.ConfigureAwait(false);
         }
 
-        if (_sending is not null)
+        if (sending is not null)
         {
-            await _sending.ConfigureAwait(false);
+            await sending.ConfigureAwait(false);
         }
 
-        _closed.Dispose();
+        // The source has no timer, so it is left undisposed: a late reader of ConnectionClosed still gets a token.
+        CancelClosed();
         await base.DisposeAsync().ConfigureAwait(false);
     }
 
-    private async Task ReceiveAsync()
+    private IDuplexPipe StartPipes()
+    {
+        lock (_sync)
+        {
+            if (_transport is { } existing)
+            {
+                return existing;
+            }
+
+            _input = new Pipe(_pipeOptions);
+            _output = new Pipe(_pipeOptions);
+            var transport = new DuplexPipe(_input.Reader, _output.Writer);
+            _receiving = ReceiveAsync(_input.Writer);
+            _sending = SendAsync(_output.Reader);
+            Volatile.Write(ref _transport, transport);
+            return transport;
+        }
+    }
+
+    private async Task ReceiveAsync(PipeWriter writer)
     {
         Exception? error = null;
-        var writer = _input.Writer;
         var lastFilled = false;
         try
         {
@@ -137,9 +247,8 @@ internal sealed class UpstreamConnection : ConnectionContext
         }
     }
 
-    private async Task SendAsync()
+    private async Task SendAsync(PipeReader reader)
     {
-        var reader = _output.Reader;
         var halfClose = false;
         try
         {
@@ -181,7 +290,7 @@ internal sealed class UpstreamConnection : ConnectionContext
             {
                 try
                 {
-                    _socket.Shutdown(SocketShutdown.Send);
+                    _socket.Shutdown(_closeBothWays ? SocketShutdown.Both : SocketShutdown.Send);
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {
@@ -193,14 +302,14 @@ internal sealed class UpstreamConnection : ConnectionContext
 
     private void CancelClosed()
     {
-        try
+        _isClosed = true;
+        CancellationTokenSource? closed;
+        lock (_sync)
         {
-            _closed.Cancel();
+            closed = _closed;
         }
-        catch (ObjectDisposedException)
-        {
-            // Disposed after the loops finished: nobody is left to tell.
-        }
+
+        closed?.Cancel();
     }
 
     private static bool IsReset(SocketError error) =>

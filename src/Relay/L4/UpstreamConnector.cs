@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
@@ -13,13 +14,16 @@ namespace Relay.L4;
 public sealed class UpstreamConnector : IDisposable
 {
     private readonly MemoryPool<byte> _pool;
-    private readonly TransportTuning _tuning;
+    private readonly PipeOptions _pipeOptions;
 
     internal UpstreamConnector(TransportTuning tuning, BlockMemoryPoolFactory? poolFactory)
     {
-        _tuning = tuning;
         _pool = poolFactory?.Create() ?? new BlockMemoryPool(RelayDefaults.BlockBytes, maxCachedBlocks: 256);
+        _pipeOptions = UpstreamConnection.CreatePipeOptions(_pool, tuning.MaxBufferedBytes, tuning.InlineScheduling);
     }
+
+    /// <summary>The pool the legs' pipes use; the socket-to-socket copy rents its blocks here too.</summary>
+    internal MemoryPool<byte> Pool => _pool;
 
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -49,17 +53,13 @@ public sealed class UpstreamConnector : IDisposable
             throw;
         }
 
-        var connection = new UpstreamConnection(socket, _pool, _tuning.MaxBufferedBytes, _tuning.InlineScheduling);
-        connection.Start();
-        return new ConnectResult(connection, RelayError.None, null);
+        return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
     }
 
     /// <summary>Wraps a socket that is already connected (an agent's takeover connection) as an upstream leg.</summary>
     internal ConnectionContext Adopt(Socket socket)
     {
-        var connection = new UpstreamConnection(socket, _pool, _tuning.MaxBufferedBytes, _tuning.InlineScheduling);
-        connection.Start();
-        return connection;
+        return new UpstreamConnection(socket, _pipeOptions);
     }
 
     public void Dispose() => _pool.Dispose();
