@@ -113,6 +113,27 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# Memory first, on a fresh relay (later load leaves heap behind that hides the sessions' own cost):
+# the relay's RSS growth with N idle sessions on the plain route, then on the echoed one.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+idle_rss() { # PORT -> RSS growth in KiB while N idle sessions are open
+    local port=$1 before after lg
+    before=$(rss_kib "$relay_pid")
+    "$loadgen_bin" idle --target "127.0.0.1:$port" --sessions "$idle_sessions" --size 16 --duration 8 >"$work/idle-$port.txt" 2>&1 & lg=$!
+    for _ in $(seq 1 300); do grep -q '^ready:' "$work/idle-$port.txt" 2>/dev/null && break; sleep 0.1; done
+    sleep 3
+    after=$(rss_kib "$relay_pid")
+    wait $lg || true
+    sleep 2
+    echo $((after - before))
+}
+mem_plain="-"; mem_echo="-"
+if [[ $idle_sessions -gt 0 ]]; then
+    log "memory: $idle_sessions idle sessions on each route"
+    mem_plain=$(idle_rss "$p_plain")
+    mem_echo=$(idle_rss "$p_echo")
+fi
+
 declare -A cells
 record() { cells["$1|$2|$3|${4}"]+="$5 "; } # ROW METRIC VARIANT ROUND VALUE
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -145,26 +166,6 @@ for r in $(seq 1 "$rounds"); do
         run stream "$v" "$port" "$r"
     done
 done
-
-# Memory: the relay's RSS growth with N idle sessions on the plain route, then on the echoed one.
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-idle_rss() { # PORT -> RSS growth in KiB while N idle sessions are open
-    local port=$1 before after lg
-    before=$(rss_kib "$relay_pid")
-    "$loadgen_bin" idle --target "127.0.0.1:$port" --sessions "$idle_sessions" --size 16 --duration 8 >"$work/idle-$port.txt" 2>&1 & lg=$!
-    for _ in $(seq 1 300); do grep -q '^ready:' "$work/idle-$port.txt" 2>/dev/null && break; sleep 0.1; done
-    sleep 3
-    after=$(rss_kib "$relay_pid")
-    wait $lg || true
-    sleep 2
-    echo $((after - before))
-}
-mem_plain="-"; mem_echo="-"
-if [[ $idle_sessions -gt 0 ]]; then
-    log "memory: $idle_sessions idle sessions on each route"
-    mem_plain=$(idle_rss "$p_plain")
-    mem_echo=$(idle_rss "$p_echo")
-fi
 
 # Drain under load: every echoed session on the busier endpoint moves to its shadow.
 log "drain: $drain_sessions rr sessions on the echoed route, endpoint drained after 3 s"
