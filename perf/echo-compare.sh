@@ -2,7 +2,8 @@
 # perf/echo-compare.sh: what echo costs and what a splice costs, measured in one run on this machine.
 # Two relay-loadgen echo backends, a `relay agent` beside each, and one relay with two routes to
 # the same cluster: "plain" (no echo) and "echoed" (raw codec, one shadow). Measures request/response
-# and streaming through direct / plain / echoed, then drains an endpoint under load and reads the
+# and streaming through direct / plain / echoed (and redis-benchmark through plain / echoed resp routes
+# when redis is installed), then drains an endpoint under load, kills a backend under 1,000 sessions, and reads the
 # splice blackouts from /metrics. Prints a markdown table. See perf/README.md.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ Usage: perf/echo-compare.sh [options]
   --seconds S       measured seconds per run (default 5)
   --drain-sessions N  sessions under load when an endpoint is drained (default 100)
   --idle-sessions N   idle sessions held on each route for the memory figure (default 1000; 0 skips)
+  --kill-sessions N   rr sessions under load when a backend is killed with SIGKILL (default 1000)
   --no-build        use existing Release builds of relay and relay-loadgen
   --port-base N     first of the 10 loopback ports used (default 21500)
   --out FILE        also write the table to FILE
@@ -29,6 +31,7 @@ rounds=2
 seconds=5
 drain_sessions=100
 idle_sessions=1000
+kill_sessions=1000
 build=1
 port_base=21500
 out_file=""
@@ -39,6 +42,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive whole number"; rounds="$2"; shift ;;
         --seconds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive whole number"; seconds="$2"; shift ;;
         --drain-sessions) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--drain-sessions needs a positive whole number"; drain_sessions="$2"; shift ;;
+        --kill-sessions) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--kill-sessions needs a positive whole number"; kill_sessions="$2"; shift ;;
         --idle-sessions) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--idle-sessions needs a whole number"; idle_sessions="$2"; shift ;;
         --no-build) build=0 ;;
         --port-base) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ && "$2" -ge 1024 && "$2" -le 65500 ]] || die "--port-base needs a port 1024-65500"; port_base="$2"; shift ;;
@@ -88,9 +92,26 @@ chmod 600 "$work/echo.psk" "$work/admin.token"
 token=$(cat "$work/admin.token")
 
 "$loadgen_bin" --serve "127.0.0.1:$p_a" --duration 3600 >"$work/backend-a.log" 2>&1 & pids+=($!); wait_listen "$p_a" "$!" "backend a"
-"$loadgen_bin" --serve "127.0.0.1:$p_b" --duration 3600 >"$work/backend-b.log" 2>&1 & pids+=($!); wait_listen "$p_b" "$!" "backend b"
+"$loadgen_bin" --serve "127.0.0.1:$p_b" --duration 3600 >"$work/backend-b.log" 2>&1 & pids+=($!); backend_b_pid=$!; wait_listen "$p_b" "$!" "backend b"
 "$relay_bin" agent --id a --control "127.0.0.1:$c_a" --backend "127.0.0.1:$p_a" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-a.log" 2>&1 & pids+=($!); wait_listen "$c_a" "$!" "agent a"
 "$relay_bin" agent --id b --control "127.0.0.1:$c_b" --backend "127.0.0.1:$p_b" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-b.log" 2>&1 & pids+=($!); wait_listen "$c_b" "$!" "agent b"
+
+# Redis: two redis-servers with an agent each, a plain and an echoed (resp, 10 ms) route to them.
+redis_routes=""; redis_cluster=""; redis=0
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    redis=1
+    r_a=$((port_base + 7)); r_b=$((port_base + 8)); rc_a=$((port_base + 9)); rc_b=$((port_base + 10)); p_rplain=$((port_base + 11)); p_recho=$((port_base + 12))
+    for port in $r_a $r_b; do
+        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis-$port.log" 2>&1 & pids+=($!); wait_listen "$port" "$!" "redis-server $port"
+    done
+    "$relay_bin" agent --id ra --control "127.0.0.1:$rc_a" --backend "127.0.0.1:$r_a" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-ra.log" 2>&1 & pids+=($!); wait_listen "$rc_a" "$!" "agent ra"
+    "$relay_bin" agent --id rb --control "127.0.0.1:$rc_b" --backend "127.0.0.1:$r_b" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-rb.log" 2>&1 & pids+=($!); wait_listen "$rc_b" "$!" "agent rb"
+    redis_routes=",
+    \"redis-plain\": { \"listen\": \"127.0.0.1:$p_rplain\", \"cluster\": \"r\" },
+    \"redis-echoed\": { \"listen\": \"127.0.0.1:$p_recho\", \"cluster\": \"r\", \"echo\": { \"codec\": \"resp\", \"shadows\": 1, \"interval\": \"10ms\" } }"
+    redis_cluster=",
+    \"r\": { \"endpoints\": { \"ra\": { \"address\": \"127.0.0.1:$r_a\", \"agent\": \"127.0.0.1:$rc_a\" }, \"rb\": { \"address\": \"127.0.0.1:$r_b\", \"agent\": \"127.0.0.1:$rc_b\" } } }"
+fi
 
 cat >"$work/relay.json" <<EOF
 {
@@ -98,18 +119,18 @@ cat >"$work/relay.json" <<EOF
   "echo": { "pskFile": "$work/echo.psk", "paths": ["127.0.0.1", "127.0.0.1"] },
   "routes": {
     "plain": { "listen": "127.0.0.1:$p_plain", "cluster": "c" },
-    "echoed": { "listen": "127.0.0.1:$p_echo", "cluster": "c", "echo": { "codec": "raw", "shadows": 1, "interval": "5ms" } }
+    "echoed": { "listen": "127.0.0.1:$p_echo", "cluster": "c", "echo": { "codec": "raw", "shadows": 1, "interval": "5ms", "stateScope": "connection" } }$redis_routes
   },
   "clusters": { "c": { "endpoints": {
     "a": { "address": "127.0.0.1:$p_a", "agent": "127.0.0.1:$c_a", "zone": "z1" },
-    "b": { "address": "127.0.0.1:$p_b", "agent": "127.0.0.1:$c_b", "zone": "z2" } } } }
+    "b": { "address": "127.0.0.1:$p_b", "agent": "127.0.0.1:$c_b", "zone": "z2" } } }$redis_cluster }
 }
 EOF
 "$relay_bin" --config "$work/relay.json" --log-level warning >"$work/relay.log" 2>&1 & relay_pid=$!; pids+=($relay_pid)
 wait_listen "$p_echo" "$relay_pid" "relay"
 admin() { curl -fsS -H "Authorization: Bearer $token" "$@"; }
 for _ in $(seq 1 100); do
-    [[ $(admin "http://127.0.0.1:$p_admin/api/endpoints" | grep -o '"connected":true' | wc -l) -ge 2 ]] && break
+    [[ $(admin "http://127.0.0.1:$p_admin/api/endpoints" | grep -o '"connected":true' | wc -l) -ge $((2 + 2 * redis)) ]] && break
     sleep 0.1
 done
 
@@ -136,7 +157,7 @@ fi
 
 declare -A cells
 record() { cells["$1|$2|$3|${4}"]+="$5 "; } # ROW METRIC VARIANT ROUND VALUE
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 field() { echo "$1" | grep -o "\"$2\":[0-9.]*" | cut -d: -f2; }
 
 run() { # KIND VARIANT PORT ROUND
@@ -165,6 +186,14 @@ for r in $(seq 1 "$rounds"); do
         run rr "$v" "$port" "$r"
         run stream "$v" "$port" "$r"
     done
+    if [[ $redis -eq 1 ]]; then
+        for v in plain echoed; do
+            port=$p_rplain; [[ $v == echoed ]] && port=$p_recho
+            rps=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n 40000 -t set,get -P 1 --csv 2>/dev/null | awk -F'"' '/^"(SET|GET)"/ { s += $4; n++ } END { if (n) printf "%.0f", s / n }')
+            record "redis-benchmark -P 1 SET+GET (10 ms interval)" rps "$v" "$r" "${rps:-0}"
+            log "redis-benchmark via $v (round $r): ${rps:-none} req/s (mean of SET and GET)"
+        done
+    fi
 done
 
 # Drain under load: every echoed session on the busier endpoint moves to its shadow.
@@ -188,11 +217,25 @@ bucket_q() { # QUANTILE: the smallest bucket bound holding that share of blackou
         | awk -v q="$1" -v n="$count" '$2 >= q * n { printf "%.3f", $1 * 1000; exit }'
 }
 
+# Failover under load: N rr sessions on the echoed route, the backend serving them killed with SIGKILL.
+log "failover: $kill_sessions rr sessions on the echoed route, backend b killed after 4 s"
+admin -X POST "http://127.0.0.1:$p_admin/api/endpoints/a/undrain" >/dev/null || true
+timeout 90 "$loadgen_bin" rr --target "127.0.0.1:$p_echo" --sessions "$kill_sessions" --size 64 --duration 10 --warmup 0 --connect-concurrency 64 >"$work/kill.txt" 2>&1 & lg=$!
+sleep 4
+lost_before=$( (admin "http://127.0.0.1:$p_admin/metrics" || true) | awk '/^relay_echo_sessions_lost_total/ { s += $NF } END { print s + 0 }')
+on_b=$( (admin "http://127.0.0.1:$p_admin/api/endpoints/b" || true) | grep -o '"echoedSessionsHere":[0-9]*' | cut -d: -f2 || true)
+kill -9 "$backend_b_pid"
+wait $lg || true
+kill_json=$(grep '^{' "$work/kill.txt" || echo '{}')
+metrics=$(admin "http://127.0.0.1:$p_admin/metrics")
+lost_after=$(metric_sum '^relay_echo_sessions_lost_total')
+failovers=$(metric_sum '^relay_splices_total[{].*trigger="primary_failure",result="spliced"')
+
 table="$work/table.md"
 {
     echo "| workload | metric | direct | plain relay | echoed relay (1 shadow) | echoed / plain |"
     echo "| --- | --- | ---: | ---: | ---: | ---: |"
-    for row in "rr 16x64 B|ops|req/s" "rr 16x64 B|p99|p99 ms" "stream 4x64 KiB both ways|gbit|Gbit/s"; do
+    for row in "rr 16x64 B|ops|req/s" "rr 16x64 B|p99|p99 ms" "stream 4x64 KiB both ways|gbit|Gbit/s" "redis-benchmark -P 1 SET+GET (10 ms interval)|rps|req/s"; do
         IFS='|' read -r name metric label <<<"$row"
         d=$(for r in $(seq 1 "$rounds"); do echo "${cells["$name|$metric|direct|$r"]:-}"; done | median)
         p=$(for r in $(seq 1 "$rounds"); do echo "${cells["$name|$metric|plain|$r"]:-}"; done | median)
@@ -209,6 +252,10 @@ table="$work/table.md"
     echo "spliced $spliced, rolled back $rolled; blackout mean $(awk -v s="$sum" -v n="$count" 'BEGIN { if (n > 0) printf "%.3f", s / n * 1000; else print "-" }') ms,"
     echo "p50 <= $(bucket_q 0.5) ms, p99 <= $(bucket_q 0.99) ms (histogram bucket bounds); client errors $(field "$drain_json" errors),"
     echo "client p99 $(awk -v x="$(field "$drain_json" p99_us)" 'BEGIN { printf "%.3f", x / 1000 }') ms, max $(awk -v x="$(field "$drain_json" max_us)" 'BEGIN { printf "%.3f", x / 1000 }') ms over the 8 s run."
+    echo
+    echo "Failover under load ($kill_sessions rr sessions, backend b with ${on_b:-?} echoed sessions killed with SIGKILL after 4 s):"
+    echo "failovers $failovers, sessions lost $((${lost_after%.*} - ${lost_before%.*})), client errors $(field "$kill_json" errors), connect failures $(field "$kill_json" connect_failures),"
+    echo "client p99 $(awk -v x="$(field "$kill_json" p99_us)" 'BEGIN { printf "%.3f", x / 1000 }') ms, max $(awk -v x="$(field "$kill_json" max_us)" 'BEGIN { printf "%.3f", x / 1000 }') ms over the 10 s run."
     echo
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(git -C "$repo" rev-parse --short HEAD), rounds $rounds x ${seconds} s; perf/echo-compare.sh"
 } >"$table"
