@@ -64,6 +64,12 @@ internal sealed class LoadGenOptions
 
     public StreamDirection Direction { get; private set; } = StreamDirection.Both;
 
+    /// <summary>stream: bytes per second each session sends at most (0: as fast as it can).</summary>
+    public long RateBytesPerSecond { get; private set; }
+
+    /// <summary>stream: send random (incompressible) bytes instead of 'x' repeated.</summary>
+    public bool RandomPayload { get; private set; }
+
     public double ConnectTimeoutSeconds { get; private set; } = 5;
 
     public int ConnectConcurrency { get; private set; } = 64;
@@ -81,7 +87,7 @@ internal sealed class LoadGenOptions
           relay-loadgen rr     --target HOST:PORT [--sessions N] [--size BYTES] [--depth N]
                                [--duration S] [--count N] [--warmup S] [--no-verify]
           relay-loadgen stream --target HOST:PORT [--sessions N] [--size BYTES]
-                               [--direction both|up|down] [--duration S] [--count BYTES] [--warmup S]
+                               [--direction both|up|down] [--rate BYTES] [--payload x|random] [--duration S] [--count BYTES] [--warmup S]
           relay-loadgen idle   --target HOST:PORT [--sessions N] [--size BYTES] [--duration S]
           relay-loadgen --serve HOST:PORT [--serve-mode echo|sink|source] [--duration S]
 
@@ -109,6 +115,10 @@ internal sealed class LoadGenOptions
           --count N                   rr: total requests; stream: total bytes (K/M/G suffixes)
           --warmup S                  seconds run before measuring (rr/stream default 1)
           --direction D               stream: both (default), up, down
+          --rate BYTES                stream: at most BYTES per second sent per session (K/M/G suffixes;
+                                      default: as fast as it can)
+          --payload P                 stream: x (default, 'x' repeated: compresses to nearly nothing) or
+                                      random (incompressible, e.g. for echo, whose batches are LZ4-compressed)
           --connect-timeout S         per connection (default 5)
           --connect-concurrency N     connects in flight at once (default 64)
           --no-verify                 rr: do not check that each response equals its request
@@ -208,6 +218,19 @@ internal sealed class LoadGenOptions
                     }
 
                     break;
+                case "--payload":
+                    switch (Value())
+                    {
+                        case "x": o.RandomPayload = false; break;
+                        case "random": o.RandomPayload = true; break;
+                        case null: break;
+                        case var v: errors.Add($"--payload: '{v}' is not one of x, random"); break;
+                    }
+
+                    break;
+                case "--rate":
+                    o.RateBytesPerSecond = ParseSize(arg, Value(), 1, 1L << 40, errors);
+                    break;
                 case "--connect-timeout":
                     o.ConnectTimeoutSeconds = ParseSeconds(arg, Value(), 0.001, 600, errors);
                     break;
@@ -289,6 +312,16 @@ internal sealed class LoadGenOptions
         if (o.Mode != Mode.Stream && o.Direction != StreamDirection.Both)
         {
             errors.Add("--direction is only used by stream");
+        }
+
+        if (o.Mode != Mode.Stream && o.RateBytesPerSecond != 0)
+        {
+            errors.Add("--rate is only used by stream");
+        }
+
+        if (o.Mode != Mode.Stream && o.RandomPayload)
+        {
+            errors.Add("--payload is only used by stream");
         }
 
         if (o.Mode == Mode.RequestResponse && (long)o.Size * o.Depth > 64L * 1024 * 1024)

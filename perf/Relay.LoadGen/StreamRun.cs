@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 
 namespace Relay.LoadGen;
@@ -51,11 +52,32 @@ internal sealed class StreamRun : LoadRun
         try
         {
             buffer.AsSpan(0, size).Fill((byte)'x');
+
             var memory = buffer.AsMemory(0, size);
+            var rate = Options.RateBytesPerSecond;
+            var started = Stopwatch.GetTimestamp();
+            long sent = 0;
             while (!Stopping && left > 0)
             {
                 var chunk = left >= size ? memory : memory[..(int)left];
+                if (rate > 0)
+                {
+                    // Paced: this chunk may leave once the session's average rate allows it.
+                    var due = TimeSpan.FromSeconds((double)sent / rate) - Stopwatch.GetElapsedTime(started);
+                    if (due > TimeSpan.Zero)
+                    {
+                        await Task.Delay(due).ConfigureAwait(false);
+                    }
+                }
+
+                if (Options.RandomPayload)
+                {
+                    // Fresh bytes every write: a repeated buffer would compress across writes.
+                    Random.Shared.NextBytes(chunk.Span);
+                }
+
                 await SocketIo.SendAllAsync(socket, chunk).ConfigureAwait(false);
+                sent += chunk.Length;
                 left -= chunk.Length;
                 AddSent(session, chunk.Length);
                 if (countOps)

@@ -136,6 +136,13 @@ public sealed partial class MultipathChannel
 
                 if (received <= 0)
                 {
+                    if (received == 0 && socketPath.Socket.ZeroIsEmptyDatagram && !token.IsCancellationRequested)
+                    {
+                        // An empty datagram (anyone can send one), not the end of the socket.
+                        _counters.Drop(DropReason.Truncated);
+                        continue;
+                    }
+
                     break;
                 }
 

@@ -15,8 +15,19 @@ public interface IDatagramSocket : IDisposable
     /// </summary>
     public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentBytes, int count);
 
-    /// <summary>Receives into <paramref name="buffer"/>; returns the byte count, or 0 once the socket is closed.</summary>
+    /// <summary>
+    /// Receives into <paramref name="buffer"/>; returns the byte count, or 0 once the socket is closed
+    /// (or, where <see cref="ZeroIsEmptyDatagram"/>, for an empty datagram).
+    /// </summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// True when a 0 from <see cref="ReceiveAsync"/> is an empty datagram and not the end of the socket
+    /// (a real UDP socket throws once it is closed). Anyone who can reach the port can send an empty
+    /// datagram, so the channel drops it as <c>Truncated</c> and keeps receiving. A wrapper forwards its
+    /// inner socket's value.
+    /// </summary>
+    public bool ZeroIsEmptyDatagram => false;
 
     /// <summary>True when a receive may return several datagrams of one segment size coalesced (UDP GRO).</summary>
     public bool ReceivesCoalesced { get; }

@@ -44,6 +44,9 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
 
     public bool ReceivesCoalesced => _gro;
 
+    /// <summary>A closed socket throws from <see cref="ReceiveAsync"/>; a 0 is an empty datagram.</summary>
+    public bool ZeroIsEmptyDatagram => true;
+
     public int LastSegmentBytes { get; private set; }
 
     /// <summary>Receives that returned several datagrams coalesced by GRO (for tests and diagnostics).</summary>

@@ -298,8 +298,20 @@ internal static class EchoApi
             rttMs = link.RttMs,
             heartbeat = link.LastHeartbeat is { } h ? new { cpuPercent = h.CpuPercent, memoryBytes = h.MemoryBytes, memoryTotalBytes = h.MemoryTotalBytes, sessions = h.Sessions, shadowSessions = h.ShadowSessions, at = link.LastHeartbeatAt } : null,
             echoedSessionsHere = echo.SessionsOn(endpoint.Id),
+            channel = link.Channel is { IsClosed: false } channel ? ChannelView(channel.GetMetrics()) : null,
         };
     }
+
+    /// <summary>The echo channel's counters (docs/transport.md): the block shape in use, repairs and drops by reason.</summary>
+    private static object ChannelView(Transport.Multipath.ChannelMetrics m) => new
+    {
+        dataShards = m.CurrentDataShards,
+        parityShards = m.CurrentParityShards,
+        blocksSent = m.BlocksSent,
+        fecRecoveredShards = m.FecRecoveredShards,
+        retransmittedShards = m.RetransmittedShards,
+        drops = m.Drops.Where(d => d.Value > 0).ToDictionary(d => d.Key.ToString(), d => d.Value),
+    };
 
     private sealed record MigrateRequest(string? Target);
 

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using Relay.Echo;
 using Relay.Transport.Control;
+using Relay.Transport.Multipath;
 
 namespace Relay.Agent;
 
@@ -20,6 +21,7 @@ public sealed partial class AgentHost : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<(long RelayId, long SessionId), ShadowSession> _registry = new();
     private readonly ConcurrentDictionary<Task, bool> _connections = new();
+    private readonly ConcurrentDictionary<long, MultipathChannel> _echoChannels = new();
     private Task _acceptLoop = Task.CompletedTask;
     private long _handshakeFailures;
     private long _droppedFrames;
@@ -75,6 +77,13 @@ public sealed partial class AgentHost : IAsyncDisposable
 
     /// <summary>Sessions taken over and live now.</summary>
     public int SplicedSessions => Volatile.Read(ref _spliced);
+
+    /// <summary>
+    /// The counters of each live echo channel (docs/transport.md: drops by reason, FEC, retransmits,
+    /// paths), keyed by the relay id of its echo connection. A snapshot; read-only.
+    /// </summary>
+    public IReadOnlyDictionary<long, ChannelMetrics> EchoChannelMetrics() =>
+        _echoChannels.ToDictionary(static e => e.Key, static e => e.Value.GetMetrics());
 
     internal EndPoint BackendEndPoint { get; }
 
@@ -151,6 +160,11 @@ public sealed partial class AgentHost : IAsyncDisposable
 
     internal void Unregister(ShadowSession session) =>
         _registry.TryRemove(new KeyValuePair<(long, long), ShadowSession>((session.RelayId, session.SessionId), session));
+
+    internal void EchoChannelStarted(long relayId, MultipathChannel channel) => _echoChannels[relayId] = channel;
+
+    internal void EchoChannelEnded(long relayId, MultipathChannel channel) =>
+        _echoChannels.TryRemove(new KeyValuePair<long, MultipathChannel>(relayId, channel));
 
     internal void CountDropped() => Interlocked.Increment(ref _droppedFrames);
 

@@ -67,6 +67,7 @@ internal sealed class EchoConnection : IShadowOwner
 
         await _control.SendAsync(EchoWire.HelloOk(new HelloAnswer(options.Id, [.. sockets.Select(s => s.LocalEndPoint)])), cancellationToken).ConfigureAwait(false);
         _channel = MultipathChannel.Start(new MultipathChannelOptions { ChannelName = $"agent-{RelayId}" }, _control.Keys, isClient: false, sockets, _logger);
+        _host.EchoChannelStarted(RelayId, _channel);
         AgentLog.EchoConnected(_logger, RelayId, _remote, sockets.Count);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -100,6 +101,7 @@ internal sealed class EchoConnection : IShadowOwner
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
+            _host.EchoChannelEnded(RelayId, _channel);
             await _channel.DisposeAsync().ConfigureAwait(false);
             await Task.WhenAll(Observe(receive), Observe(send), Observe(heartbeat)).ConfigureAwait(false);
             var dropped = 0;

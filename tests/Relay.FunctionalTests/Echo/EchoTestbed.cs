@@ -158,6 +158,9 @@ public sealed class EchoTestbed : IAsyncDisposable
 
     public IReadOnlyList<BackendProcess> Backends => _backends;
 
+    /// <summary>The in-process agents, one per endpoint, in endpoint order (a, b, …).</summary>
+    public IReadOnlyList<AgentHost> Agents => _agents;
+
     public static string EndpointId(int i) => ((char)('a' + i)).ToString();
 
     /// <summary>
@@ -208,7 +211,11 @@ public sealed class EchoTestbed : IAsyncDisposable
                     } } }
                 }
                 """;
-            var relay = await TestRelay.StartAsync(json, beforeStart: app => app.Echo.PathSocketFactory = options?.RelayPathSocketFactory);
+            var relay = await TestRelay.StartAsync(json, beforeStart: app =>
+            {
+                app.Echo.PathSocketFactory = options?.RelayPathSocketFactory;
+                app.Echo.PathSocketWrapper = options?.RelayPathSocketWrapper;
+            });
             var bed = new EchoTestbed(relay, pskFile, [.. backends], agents, loggerFactory, agentLog);
             await bed.WaitUntilAsync(() => bed.Relay.App.Echo.Links.All(l => l.Connected), "every agent connects", TimeSpan.FromSeconds(20));
             return bed;
@@ -267,6 +274,9 @@ public sealed class EchoTestbedOptions
 {
     /// <summary>(path index, placeholder remote) → the relay's bound socket for that path; null binds 127.0.0.1.</summary>
     public Func<int, IPEndPoint, UdpDatagramSocket>? RelayPathSocketFactory { get; init; }
+
+    /// <summary>(path index, the relay's bound and aimed socket) → the socket its echo channel uses (e.g. one that repeats datagrams); null uses the socket itself.</summary>
+    public Func<int, IDatagramSocket, IDatagramSocket>? RelayPathSocketWrapper { get; init; }
 
     /// <summary>(agent index, path index, the relay's endpoint of that path) → the agent's bound socket aimed at it; null binds 127.0.0.1.</summary>
     public Func<int, int, IPEndPoint, UdpDatagramSocket>? AgentPathSocketFactory { get; init; }

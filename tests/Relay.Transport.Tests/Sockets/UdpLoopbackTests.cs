@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Sockets;
+using Relay.Transport.Framing;
 using Relay.Transport.Multipath;
 using Relay.Transport.Sockets;
 using Relay.Transport.Tests.Support;
@@ -21,6 +23,39 @@ public class UdpLoopbackTests
         }
 
         return (client, server);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task EmptyDatagramsFromAStranger_AreDroppedAsTruncated_AndEveryPathKeepsReceiving(bool gro)
+    {
+        var (client, server) = SocketPairs(2);
+        await using var pair = new ChannelPair(new MultipathChannelOptions { UseGro = gro }, client, server);
+        using (var stranger = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            foreach (var socket in server)
+            {
+                for (var i = 0; i < 3; i++)
+                {
+                    stranger.SendTo([], socket.LocalEndPoint);
+                }
+            }
+        }
+
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        var before = pair.Server.GetMetrics().Paths;
+        await pair.TransferAndVerifyAsync(2000, 4, 1400, TimeSpan.FromSeconds(30));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (pair.Server.GetMetrics().Drops.GetValueOrDefault(DropReason.Truncated) < 6 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        var metrics = pair.Server.GetMetrics();
+        Assert.Equal(6, metrics.Drops.GetValueOrDefault(DropReason.Truncated));
+        Assert.Equal(6, metrics.TotalDrops);
+        Assert.All(metrics.Paths, p => Assert.True(p.PacketsReceived > before[p.Path].PacketsReceived, $"path {p.Path} received nothing after the empty datagrams"));
     }
 
     [Fact]

@@ -64,6 +64,13 @@ public sealed class EchoManager : IAsyncDisposable
     internal Func<int, IPEndPoint, Transport.Sockets.UdpDatagramSocket>? PathSocketFactory { get; set; }
 
     /// <summary>
+    /// Test hook: (path index, the bound and aimed path socket) → the socket the echo channel uses on
+    /// that path, e.g. one that also records or repeats datagrams. Applied just before the channel
+    /// starts; null hands the channel the UDP sockets themselves.
+    /// </summary>
+    internal Func<int, Transport.Sockets.IDatagramSocket, Transport.Sockets.IDatagramSocket>? PathSocketWrapper { get; set; }
+
+    /// <summary>
     /// Whether an endpoint whose active health check turns unhealthy is evacuated here (the fallback).
     /// The prediction service turns it off when it drives migrations; shadow top-up goes on either way.
     /// </summary>
