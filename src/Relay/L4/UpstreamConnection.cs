@@ -123,7 +123,7 @@ internal sealed class UpstreamConnection : ConnectionContext
         set => throw new NotSupportedException("An upstream connection's ConnectionClosed token is its own.");
     }
 
-    public override IFeatureCollection Features => LazyInitializer.EnsureInitialized(ref _features, static () => new SmallFeatureCollection());
+    public override IFeatureCollection Features => LazyInitializer.EnsureInitialized(ref _features, static () => new FeatureCollection());
 
     public override IDictionary<object, object?> Items
     {
