@@ -93,19 +93,16 @@ public sealed class L4Handler
             {
                 await using (upstream.ConfigureAwait(false))
                 {
-                    if (client is UpstreamConnection { PipesStarted: false } clientLeg && upstream is UpstreamConnection { PipesStarted: false } upstreamLeg)
+                    if (upstream is UpstreamConnection { PipesStarted: false } direct)
                     {
-                        // The usual case: both legs are bare sockets, copied socket to socket. Non-blocking,
-                        // so SendAllAsync can try a synchronous send first.
-                        clientLeg.Socket.Blocking = false;
-                        upstreamLeg.Socket.Blocking = false;
+                        // The usual case: pump the upstream socket directly, with no pipes of its own.
                         if (cluster.Config.ProxyProtocol == ProxyProtocolMode.V2)
                         {
-                            await WriteProxyHeaderAsync(upstreamLeg.Socket, client).ConfigureAwait(false);
+                            await WriteProxyHeaderAsync(direct.Socket, client).ConfigureAwait(false);
                         }
 
-                        var inbound = CopyAsync(session, clientLeg, upstreamLeg, inbound: true);
-                        var outbound = CopyAsync(session, upstreamLeg, clientLeg, inbound: false);
+                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct);
+                        var outbound = PumpFromSocketAsync(session, direct, client.Transport.Output);
                         await inbound.ConfigureAwait(false);
                         await outbound.ConfigureAwait(false);
                     }
@@ -187,37 +184,7 @@ public sealed class L4Handler
         }
     }
 
-    /// <summary>
-    /// Sends all of <paramref name="data"/>. On a non-blocking socket it tries a synchronous send
-    /// first, which nearly always takes everything: the socket then never makes its cached send
-    /// event args (about 300 B that an idle socket would keep for good). What the kernel does not take
-    /// goes out asynchronously.
-    /// </summary>
-    private static ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
-    {
-        if (!socket.Blocking)
-        {
-            while (!data.IsEmpty)
-            {
-                var sent = socket.Send(data.Span, SocketFlags.None, out var error);
-                if (error == SocketError.WouldBlock)
-                {
-                    break;
-                }
-
-                if (error != SocketError.Success)
-                {
-                    throw new SocketException((int)error);
-                }
-
-                data = data[sent..];
-            }
-        }
-
-        return data.IsEmpty ? ValueTask.CompletedTask : SendRestAsync(socket, data);
-    }
-
-    private static async ValueTask SendRestAsync(Socket socket, ReadOnlyMemory<byte> data)
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
     {
         while (!data.IsEmpty)
         {
@@ -227,91 +194,158 @@ public sealed class L4Handler
     }
 
     /// <summary>
-    /// Copies one direction socket to socket, with no pipe between (both legs are
-    /// <see cref="UpstreamConnection"/>s whose pipes never started). An idle direction waits with a
-    /// zero-byte receive and holds no buffer; it rents a pooled block only when data is there, and
-    /// keeps it only while receives fill it (more is likely queued). Counting happens before the
-    /// send, as <see cref="PumpAsync"/> counts before the flush. When the client's side ends, the
-    /// upstream gets a FIN and the other direction goes on (half-close); when the upstream's side
-    /// ends, the client's socket is shut down both ways, as Kestrel's transport did when its output
-    /// completed (README, Known limits).
+    /// Client to upstream, straight onto the upstream socket (no pipe between): sends what the
+    /// client's pipe holds, then releases it, so the client's backpressure is the socket's. When the
+    /// client's side ends, sends a FIN upstream and keeps the other direction open, as
+    /// <see cref="UpstreamConnection"/>'s send loop does for a completed pipe.
     /// </summary>
-    private async Task CopyAsync(L4Session session, UpstreamConnection from, UpstreamConnection to, bool inbound)
+    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, UpstreamConnection upstream)
     {
         var reason = RelayError.None;
         Exception? error = null;
-        var source = from.Socket;
-        var target = to.Socket;
-        var pool = _connector.Pool;
-        IMemoryOwner<byte>? block = null;
+        var socket = upstream.Socket;
         try
         {
             while (true)
             {
-                Memory<byte> memory;
-                int read;
+                ReadResult result;
                 try
                 {
-                    if (block is null)
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    (reason, error) = (RelayError.ClientReset, ex);
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    session.AddIn(buffer.Length, _runtime.TimeProvider.GetTimestamp());
+                    try
                     {
-                        await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
-                        block = pool.Rent();
+                        if (buffer.IsSingleSegment)
+                        {
+                            await SendAllAsync(socket, buffer.First).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            foreach (var segment in buffer)
+                            {
+                                await SendAllAsync(socket, segment).ConfigureAwait(false);
+                            }
+                        }
                     }
-
-                    memory = block.Memory;
-                    read = await source.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                    catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                    {
+                        (reason, error) = (RelayError.UpstreamReset, ex);
+                        reader.AdvanceTo(buffer.End);
+                        break;
+                    }
                 }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
                 {
-                    (reason, error) = (inbound ? RelayError.ClientReset : RelayError.UpstreamReset, ex);
+                    reason = RelayError.ClientClosed;
                     break;
                 }
 
-                if (read == 0)
+                if (result.IsCanceled)
                 {
-                    reason = inbound ? RelayError.ClientClosed : RelayError.UpstreamClosed;
+                    reason = RelayError.Aborted;
                     break;
-                }
-
-                if (inbound)
-                {
-                    session.AddIn(read, _runtime.TimeProvider.GetTimestamp());
-                }
-                else
-                {
-                    session.AddOut(read, _runtime.TimeProvider.GetTimestamp());
-                }
-
-                try
-                {
-                    await SendAllAsync(target, memory[..read]).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                {
-                    (reason, error) = (inbound ? RelayError.UpstreamReset : RelayError.ClientReset, ex);
-                    break;
-                }
-
-                if (read < memory.Length)
-                {
-                    block.Dispose();
-                    block = null;
                 }
             }
         }
         finally
         {
-            block?.Dispose();
             session.TrySetEndReason(reason, error?.Message);
-            from.MarkClosed();
+            await reader.CompleteAsync().ConfigureAwait(false);
             try
             {
-                target.Shutdown(inbound ? SocketShutdown.Send : SocketShutdown.Both);
+                socket.Shutdown(SocketShutdown.Send);
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
                 // The socket is gone already; the other direction ends on its own.
             }
+        }
+    }
+
+    /// <summary>
+    /// Upstream to client, received straight into the client's output pipe. An idle leg waits with a
+    /// zero-byte receive and holds no buffer; after a receive that filled its buffer it reads again
+    /// at once, as more is likely queued.
+    /// </summary>
+    private async Task PumpFromSocketAsync(L4Session session, UpstreamConnection upstream, PipeWriter writer)
+    {
+        var reason = RelayError.None;
+        Exception? error = null;
+        var socket = upstream.Socket;
+        var lastFilled = false;
+        try
+        {
+            while (true)
+            {
+                int read;
+                Memory<byte> memory;
+                try
+                {
+                    if (!lastFilled)
+                    {
+                        await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                    }
+
+                    memory = writer.GetMemory(1);
+                    read = await socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    (reason, error) = (RelayError.UpstreamReset, ex);
+                    break;
+                }
+
+                if (read == 0)
+                {
+                    reason = RelayError.UpstreamClosed;
+                    break;
+                }
+
+                lastFilled = read == memory.Length;
+                writer.Advance(read);
+                session.AddOut(read, _runtime.TimeProvider.GetTimestamp());
+                FlushResult flush;
+                try
+                {
+                    var pending = writer.FlushAsync();
+                    flush = pending.IsCompletedSuccessfully ? pending.Result : await pending.ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    (reason, error) = (RelayError.ClientReset, ex);
+                    break;
+                }
+
+                if (flush.IsCompleted)
+                {
+                    reason = RelayError.ClientClosed;
+                    break;
+                }
+
+                if (flush.IsCanceled)
+                {
+                    reason = RelayError.Aborted;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            session.TrySetEndReason(reason, error?.Message);
+            upstream.MarkClosed();
+            await writer.CompleteAsync().ConfigureAwait(false);
         }
     }
 

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
 using Relay.Configuration;
 using Relay.Diagnostics;
@@ -20,7 +21,7 @@ public sealed class L4ListenerManager : IAsyncDisposable
     private readonly IServiceProvider _services;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
-    private readonly L4ConnectionListenerFactory _transport;
+    private readonly SocketTransportFactory _transport;
     private readonly Dictionary<string, RouteListener> _listeners = new(StringComparer.Ordinal);
     private readonly List<Task> _retiring = [];
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -31,13 +32,16 @@ public sealed class L4ListenerManager : IAsyncDisposable
         _services = services;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<L4ListenerManager>();
-        // Client sockets come in as lean socket legs, not Kestrel SocketConnections (see
-        // L4ConnectionListenerFactory): their pipes, made only for echoed sessions, take the same
-        // limits, pool and scheduling as Kestrel's transport had (MaxReadBufferSize and
-        // MaxWriteBufferSize, the relay's block pool, UnsafePreferInlineScheduling), and idle
-        // sockets wait with zero-byte reads (WaitForDataBeforeAllocatingBuffer).
-        var pool = poolFactory?.Create() ?? new BlockMemoryPool(RelayDefaults.BlockBytes, maxCachedBlocks: 256);
-        _transport = new L4ConnectionListenerFactory(UpstreamConnection.CreatePipeOptions(pool, tuning.MaxBufferedBytes, tuning.InlineScheduling), noDelay: true);
+        var options = new SocketTransportOptions
+        {
+            MaxReadBufferSize = tuning.MaxBufferedBytes,
+            MaxWriteBufferSize = tuning.MaxBufferedBytes,
+            UnsafePreferInlineScheduling = tuning.InlineScheduling,
+            WaitForDataBeforeAllocatingBuffer = true,
+            NoDelay = true,
+        };
+        poolFactory?.TryAttach(options, out _);
+        _transport = new SocketTransportFactory(Options.Create(options), loggerFactory);
     }
 
     /// <summary>The address each route is bound to (the real port when the config said 0).</summary>

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
@@ -24,23 +23,17 @@ namespace Relay.L4;
 /// readers, writers and segments, and two loop state machines). An echoed session reads
 /// <see cref="Transport"/>, which starts the loops as before.
 /// </para>
-/// <para>
-/// The L4 listeners accept client sockets as this type too (<see cref="L4ConnectionListenerFactory"/>),
-/// which shut the socket down both ways when their output completes, as Kestrel's connection does.
-/// </para>
 /// </remarks>
 internal sealed class UpstreamConnection : ConnectionContext
 {
     private readonly Socket _socket;
     private readonly PipeOptions _pipeOptions;
-    private readonly bool _closeBothWays;
     private readonly object _sync = new();
     private Pipe? _input;
     private Pipe? _output;
     private IDuplexPipe? _transport;
     private CancellationTokenSource? _closed;
     private IFeatureCollection? _features;
-    private EndPoint? _localEndPoint;
     private IDictionary<object, object?>? _items;
     private Task? _receiving;
     private Task? _sending;
@@ -50,18 +43,13 @@ internal sealed class UpstreamConnection : ConnectionContext
 
     /// <param name="socket">The connected socket.</param>
     /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>
-    /// <param name="idPrefix">Starts <see cref="ConnectionId"/>; the socket's handle follows.</param>
-    /// <param name="closeBothWays">
-    /// Completing the output shuts the socket down both ways, which also ends the input, as
-    /// Kestrel's SocketConnection does (for an accepted client leg); otherwise it only sends a FIN.
-    /// </param>
-    public UpstreamConnection(Socket socket, PipeOptions pipeOptions, string idPrefix = "upstream-", bool closeBothWays = false)
+    public UpstreamConnection(Socket socket, PipeOptions pipeOptions)
     {
         _socket = socket;
-        _closeBothWays = closeBothWays;
         _pipeOptions = pipeOptions;
         RemoteEndPoint = socket.RemoteEndPoint;
-        ConnectionId = idPrefix + socket.Handle.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        LocalEndPoint = socket.LocalEndPoint;
+        ConnectionId = $"upstream-{socket.Handle}";
     }
 
     /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
@@ -78,28 +66,6 @@ internal sealed class UpstreamConnection : ConnectionContext
     }
 
     public override string ConnectionId { get; set; }
-
-    /// <summary>Asked of the socket on first use (most sessions never ask: about 70 B each saved).</summary>
-    public override EndPoint? LocalEndPoint
-    {
-        get
-        {
-            if (_localEndPoint is null && Volatile.Read(ref _disposed) == 0)
-            {
-                try
-                {
-                    _localEndPoint = _socket.LocalEndPoint;
-                }
-                catch (ObjectDisposedException)
-                {
-                    // Closed before anyone asked.
-                }
-            }
-
-            return _localEndPoint;
-        }
-        set => _localEndPoint = value;
-    }
 
     public override CancellationToken ConnectionClosed
     {
@@ -290,7 +256,7 @@ internal sealed class UpstreamConnection : ConnectionContext
             {
                 try
                 {
-                    _socket.Shutdown(_closeBothWays ? SocketShutdown.Both : SocketShutdown.Send);
+                    _socket.Shutdown(SocketShutdown.Send);
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {

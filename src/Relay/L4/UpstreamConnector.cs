@@ -22,9 +22,6 @@ public sealed class UpstreamConnector : IDisposable
         _pipeOptions = UpstreamConnection.CreatePipeOptions(_pool, tuning.MaxBufferedBytes, tuning.InlineScheduling);
     }
 
-    /// <summary>The pool the legs' pipes use; the socket-to-socket copy rents its blocks here too.</summary>
-    internal MemoryPool<byte> Pool => _pool;
-
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
         EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
