@@ -647,7 +647,7 @@ public sealed class EchoManager : IAsyncDisposable
 
                 foreach (var spliced in _sessions.Values)
                 {
-                    if (spliced.Echo.Shadows.Length < spliced.Echo.Policy.Shadows && !spliced.IsSplicing)
+                    if (spliced.Echo.ShadowCount < spliced.Echo.Policy.Shadows && !spliced.IsSplicing)
                     {
                         EnsureShadows(spliced);
                     }

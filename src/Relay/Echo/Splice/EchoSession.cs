@@ -108,6 +108,18 @@ internal sealed class EchoSession : IDisposable
         }
     }
 
+    /// <summary>How many shadows the session has, without copying the list (the health loop asks every 250 ms).</summary>
+    public int ShadowCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _shadows.Count;
+            }
+        }
+    }
+
     public SpliceRecord[] Splices
     {
         get
