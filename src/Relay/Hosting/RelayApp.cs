@@ -32,6 +32,7 @@ public sealed class RelayApp : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly string? _configPath;
+    private readonly (long Length, DateTime Written) _configStamp;
     private readonly List<Task> _background = [];
     private bool _adminStarted;
     private int _stopped;
@@ -41,6 +42,10 @@ public sealed class RelayApp : IAsyncDisposable
         _web = web;
         _token = token;
         _configPath = configPath;
+
+        // Stamped now, with the configuration just handed over: a write that lands before the watcher's
+        // first poll is still a change it sees.
+        _configStamp = configPath is null ? default : Stamp(configPath);
         var loggerFactory = web.Services.GetRequiredService<ILoggerFactory>();
         _logger = loggerFactory.CreateLogger("Relay");
         Metrics = new RelayMetrics();
@@ -251,7 +256,7 @@ public sealed class RelayApp : IAsyncDisposable
     {
         // Polling the file's size and time is simpler and sturdier than FileSystemWatcher, which misses
         // the rename-over that editors and config management use; one stat a second costs nothing.
-        var last = Stamp(path);
+        var last = _configStamp;
         while (!cancellationToken.IsCancellationRequested)
         {
             await Task.Delay(TimeSpan.FromSeconds(1), _runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
@@ -264,21 +269,35 @@ public sealed class RelayApp : IAsyncDisposable
             // Let a writer finish before reading.
             await Task.Delay(RelayDefaults.ReloadDebounce, _runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
             last = Stamp(path);
-            var result = ConfigLoader.LoadFile(path);
-            if (!result.IsValid)
+            try
             {
+                await ReloadFromFileAsync(path, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A reload that fails half-way must not end the watcher: the next edit gets its chance.
                 Metrics.ConfigReloads.WithLabels("rejected").Inc();
-                RelayLog.ConfigReloadRejected(_logger, path, string.Concat(result.Errors.Select(e => "\n  " + e)));
-                continue;
+                RelayLog.ConfigReloadRejected(_logger, path, "\n  " + ex.GetType().Name + ": " + ex.Message);
             }
+        }
+    }
 
-            var notes = await ReloadAsync(result.Config!, cancellationToken).ConfigureAwait(false);
-            Metrics.ConfigReloads.WithLabels(notes.Any(n => n.StartsWith("routes.", StringComparison.Ordinal)) ? "partial" : "applied").Inc();
-            RelayLog.ConfigReloaded(_logger, path, result.Config!.Routes.Count, result.Config.Clusters.Count);
-            foreach (var note in notes)
-            {
-                RelayLog.ConfigReloadNote(_logger, path, note);
-            }
+    private async Task ReloadFromFileAsync(string path, CancellationToken cancellationToken)
+    {
+        var result = ConfigLoader.LoadFile(path);
+        if (!result.IsValid)
+        {
+            Metrics.ConfigReloads.WithLabels("rejected").Inc();
+            RelayLog.ConfigReloadRejected(_logger, path, string.Concat(result.Errors.Select(e => "\n  " + e)));
+            return;
+        }
+
+        var notes = await ReloadAsync(result.Config!, cancellationToken).ConfigureAwait(false);
+        Metrics.ConfigReloads.WithLabels(notes.Any(n => n.StartsWith("routes.", StringComparison.Ordinal)) ? "partial" : "applied").Inc();
+        RelayLog.ConfigReloaded(_logger, path, result.Config!.Routes.Count, result.Config.Clusters.Count);
+        foreach (var note in notes)
+        {
+            RelayLog.ConfigReloadNote(_logger, path, note);
         }
     }
 
