@@ -52,6 +52,34 @@ public class PacketProtectorTests
         Assert.False(clientOpener.TryOpen(datagram, header, new byte[100]));
     }
 
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    public void AesNiAndFrameworkAes_OpenEachOthersDatagrams(bool sealWithFramework, bool openWithFramework)
+    {
+        Assert.SkipUnless(AesGcmIntrinsics.IsSupported, "this CPU lacks AES-NI or PCLMULQDQ: only the framework's AesGcm runs here");
+        var keys = TestKeys.Fresh();
+        using var sealer = new PacketProtector(AeadAlgorithm.Aes256Gcm, keys.Send(isClient: true), sealWithFramework);
+        using var opener = new PacketProtector(AeadAlgorithm.Aes256Gcm, keys.Receive(isClient: false), openWithFramework);
+        Assert.Equal(sealWithFramework ? "openssl" : "aes-ni", sealer.Implementation);
+        Assert.Equal(openWithFramework ? "openssl" : "aes-ni", opener.Implementation);
+        var random = new Random(11);
+        foreach (var size in new[] { 0, 1, 15, 16, 17, 127, 128, 129, 1200, 1400 })
+        {
+            var payload = new byte[size];
+            random.NextBytes(payload);
+            var datagram = new byte[size + WireFormat.OverheadBytes];
+            sealer.Seal(PacketType.Data, 1, (ulong)size, payload, datagram);
+            Assert.True(WireFormat.TryParseHeader(datagram, 65507, out var header, out _));
+            var plain = new byte[size];
+            Assert.True(opener.TryOpen(datagram, header, plain), $"size {size}");
+            Assert.Equal(payload, plain);
+
+            datagram[^1] ^= 1;
+            Assert.False(opener.TryOpen(datagram, header, plain), $"size {size}: a changed tag must fail");
+        }
+    }
+
     [Fact]
     public void KeyDerivation_DependsOnPskAndBothNonces()
     {
