@@ -9,6 +9,7 @@ internal sealed class SentBlock
     public int ShardBytes;
     public byte[]? Buffer;
     public bool InFlight;
+    public long FirstSentTicks;
     public long LastSentTicks;
     public int Retries;
     public bool HeldKnown;

@@ -27,6 +27,14 @@ public sealed partial class MultipathChannel
     private long _ackedBase;
     private long _peerWindowLimit;
     private long _pacingUntilTicks;
+    private long _lastPathFailureTicks = long.MinValue;
+
+    // Round-trip time measured from a block's first send to its acknowledgement (blocks sent once
+    // only, as Karn's rule asks): unlike the probes' RTT it includes the peer's ack delay and both
+    // sides' scheduling, which is what a retransmit timeout has to wait out.
+    private double _ackSrttMs;
+    private double _ackRttVarMs;
+    private bool _hasAckRtt;
 
     /// <summary>
     /// Queues one frame. Completes synchronously while the send window has room; otherwise waits for
@@ -193,7 +201,7 @@ public sealed partial class MultipathChannel
             }
         }
 
-        var m = RedundancyPolicy.ChooseParity(k, loss, _options.TargetBlockFailure, _options.MinParityShards, _options.MaxParityShards, live);
+        var m = RedundancyPolicy.ChooseParity(k, loss, _options.TargetBlockFailure, _options.MinParityShards, _options.MaxParityShards, ProtectAgainstPathLossLocked() ? live : 1);
         var buffer = Rent((k + m) * s);
         var content = buffer.AsSpan(0, k * s);
         content[0] = compressedLength > 0 ? (byte)1 : (byte)0;
@@ -217,6 +225,7 @@ public sealed partial class MultipathChannel
         block.HeldKnown = false;
         Array.Clear(block.Held);
         block.LastSentTicks = NowTicks;
+        block.FirstSentTicks = block.LastSentTicks;
 
         Span<byte> all = stackalloc byte[k + m];
         for (var i = 0; i < all.Length; i++)
@@ -232,6 +241,53 @@ public sealed partial class MultipathChannel
         _batchLength = 0;
         _batchFrames = 0;
         return true;
+    }
+
+    private bool ProtectAgainstPathLossLocked() => _options.PathLossParity switch
+    {
+        PathLossParity.Always => true,
+        PathLossParity.AfterPathFailure => _lastPathFailureTicks != long.MinValue &&
+            ElapsedMs(_lastPathFailureTicks, NowTicks) < _options.PathFailureMemory.TotalMilliseconds,
+        _ => false,
+    };
+
+    /// <summary>
+    /// Called under the send lock when <paramref name="dead"/> is declared dead. It counts as a path
+    /// failure only if another path had a probe answered within two probe intervals: when every path
+    /// goes quiet together, the peer or this host stalled (a loaded machine does), and raising parity
+    /// for that would only cost bandwidth.
+    /// </summary>
+    private void NotePathFailureLocked(PathState dead, long now)
+    {
+        var recent = MsToTicks(2 * _options.ProbeInterval.TotalMilliseconds);
+        foreach (var path in _paths)
+        {
+            if (path != dead && path.LastProbeAckTicks != 0 && now - path.LastProbeAckTicks <= recent)
+            {
+                _lastPathFailureTicks = now;
+                return;
+            }
+        }
+    }
+
+    /// <summary>Releases an acknowledged block; a block sent once gives an RTT sample (RFC 6298 smoothing).</summary>
+    private void AcknowledgeLocked(SentBlock block, long now)
+    {
+        if (block.InFlight && block.Retries == 0)
+        {
+            var sample = ElapsedMs(block.FirstSentTicks, now);
+            if (!_hasAckRtt)
+            {
+                (_ackSrttMs, _ackRttVarMs, _hasAckRtt) = (sample, sample / 2, true);
+            }
+            else
+            {
+                _ackRttVarMs = (0.75 * _ackRttVarMs) + (0.25 * Math.Abs(_ackSrttMs - sample));
+                _ackSrttMs = (0.875 * _ackSrttMs) + (0.125 * sample);
+            }
+        }
+
+        ReleaseSent(block);
     }
 
     private int CountLivePathsLocked()
@@ -432,9 +488,10 @@ public sealed partial class MultipathChannel
                 return;
             }
 
+            var now = NowTicks;
             for (var id = _ackedBase; id < cumulative; id++)
             {
-                ReleaseSent(_sent[(int)(id % _sent.Length)]);
+                AcknowledgeLocked(_sent[(int)(id % _sent.Length)], now);
             }
 
             _ackedBase = Math.Max(_ackedBase, cumulative);
@@ -446,7 +503,7 @@ public sealed partial class MultipathChannel
                     var block = _sent[(int)(id % _sent.Length)];
                     if (block.Id == id)
                     {
-                        ReleaseSent(block);
+                        AcknowledgeLocked(block, now);
                     }
                 }
             }
@@ -585,6 +642,11 @@ public sealed partial class MultipathChannel
         if (!any)
         {
             rto = 5 * _options.MinRto.TotalMilliseconds;
+        }
+
+        if (_hasAckRtt)
+        {
+            rto = Math.Max(rto, _ackSrttMs + (4 * _ackRttVarMs));
         }
 
         return Math.Clamp(rto, _options.MinRto.TotalMilliseconds, _options.MaxRto.TotalMilliseconds);

@@ -110,6 +110,7 @@ public sealed partial class MultipathChannel
                 {
                     path.Alive = false;
                     path.ConsecutiveAcks = 0;
+                    NotePathFailureLocked(path, now);
                     Log.PathDead(_logger, path.Index, silentMs);
                 }
             }

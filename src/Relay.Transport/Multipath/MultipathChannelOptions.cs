@@ -21,6 +21,17 @@ public sealed class MultipathChannelOptions
     /// <remarks>Cap of the adaptive parity count. Defaults to 8.</remarks>
     public int MaxParityShards { get; set; } = 8;
 
+    /// <remarks>
+    /// Whether parity is raised so that a block survives the loss of a whole path (one path's share of
+    /// a block at most m shards) when several paths are live. Defaults to
+    /// <see cref="PathLossParity.AfterPathFailure"/>: sized by measured loss alone until a path has
+    /// died, then raised for <see cref="PathFailureMemory"/>.
+    /// </remarks>
+    public PathLossParity PathLossParity { get; set; } = PathLossParity.AfterPathFailure;
+
+    /// <remarks>How long <see cref="PathLossParity.AfterPathFailure"/> keeps the raised parity after a path died. Defaults to 10 minutes.</remarks>
+    public TimeSpan PathFailureMemory { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <remarks>Target probability that a block cannot be decoded without repair. Defaults to 1e-3.</remarks>
     public double TargetBlockFailure { get; set; } = 1e-3;
 
@@ -114,6 +125,11 @@ public sealed class MultipathChannelOptions
             errors.Add($"{nameof(TargetBlockFailure)} must be in (0, 1).");
         }
 
+        if (!Enum.IsDefined(PathLossParity) || PathFailureMemory < TimeSpan.Zero)
+        {
+            errors.Add($"{nameof(PathLossParity)} must be Always, AfterPathFailure or Never, and {nameof(PathFailureMemory)} not negative.");
+        }
+
         if (TickInterval <= TimeSpan.Zero || ProbeInterval <= TimeSpan.Zero || MinRto <= TimeSpan.Zero || MaxRto < MinRto)
         {
             errors.Add("Intervals must be positive and MaxRto >= MinRto.");
@@ -124,4 +140,17 @@ public sealed class MultipathChannelOptions
             throw new ArgumentException(string.Join(" ", errors), argumentName);
         }
     }
+}
+
+/// <summary>How a <see cref="MultipathChannel"/> sizes parity against losing a whole path.</summary>
+public enum PathLossParity
+{
+    /// <summary>Parity is sized by the measured loss only; a dead path's shards are repaired by NACK and retransmission.</summary>
+    Never = 0,
+
+    /// <summary>Every block survives the loss of one path where the parity cap allows (costs about 1/paths of the data in parity).</summary>
+    Always = 1,
+
+    /// <summary>Like <see cref="Never"/> until a path dies, then like <see cref="Always"/> for <see cref="MultipathChannelOptions.PathFailureMemory"/>.</summary>
+    AfterPathFailure = 2,
 }

@@ -96,6 +96,47 @@ public class MultipathChannelTests
         Assert.True(pair.Client.GetMetrics().Paths[1].Alive);
     }
 
+    [Theory]
+    [InlineData(PathLossParity.AfterPathFailure, true)]
+    [InlineData(PathLossParity.Never, false)]
+    public async Task ParityCoversAWholePath_OnlyOnceAPathHasDied(PathLossParity policy, bool raisedAfterFailure)
+    {
+        var (links, pair) = Build(3, 31, l => l.Delay = TimeSpan.FromMilliseconds(1), new MultipathChannelOptions { PathLossParity = policy });
+        await using var _ = pair;
+        await pair.TransferAndVerifyAsync(600, 1000, 1400, _timeout);
+        var before = pair.Client.GetMetrics();
+
+        // Sized by the loss alone (1% assumed, nothing lost): far below a path's share of the block.
+        Assert.True(before.CurrentParityShards <= 2, $"k+m {before.CurrentDataShards}+{before.CurrentParityShards} before any path failed");
+
+        // Path 2 dies for good while 0 and 1 keep answering: a path failure. The dead path's loss no
+        // longer counts, so only the policy can raise the parity on the two live, clean paths.
+        links[2].AtoB.Dead = true;
+        links[2].BtoA.Dead = true;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (pair.Client.GetMetrics().Paths[2].Alive && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.False(pair.Client.GetMetrics().Paths[2].Alive);
+        await pair.TransferAndVerifyAsync(600, 1000, 1400, _timeout);
+        var after = pair.Client.GetMetrics();
+        var shape = $"k+m {after.CurrentDataShards}+{after.CurrentParityShards} after path 2 died";
+        // Two live paths: covering one path's half of a block takes m >= k, up to the cap of 8. Loss
+        // alone asks for much less (the live paths lose nothing; a small last block may still get a
+        // few parity shards while the dead path's last datagrams are counted).
+        var pathBound = Math.Min(8, after.CurrentDataShards);
+        if (raisedAfterFailure)
+        {
+            Assert.True(after.CurrentParityShards >= pathBound, shape);
+        }
+        else
+        {
+            Assert.True(after.CurrentParityShards < Math.Max(4, pathBound), shape);
+        }
+    }
+
     [Fact]
     public async Task ReceiverNotReading_SenderIsHeldBack_ThenResumes()
     {
