@@ -13,6 +13,7 @@ public class ForecastBenchmarks
     private readonly double[] _values = new double[Operations];
     private HoltLinear _holt = new(0.3, 0.05, 0.001);
     private HoltWinters _holtWinters = new(288, 0.1, 0.01, 0.1, trackedHorizon: 12);
+    private HoltWinters _robustHoltWinters = new(288, 0.1, 0.01, 0.1, trackedHorizon: 12, robustClip: 2);
     private Ewma _ewma = new(10);
     private PeakEwma _peak = new(10);
     private PageHinkley _pageHinkley = new(0.01, 5);
@@ -31,9 +32,10 @@ public class ForecastBenchmarks
         for (var i = 0; i < 1000; i++)
         {
             _holtWinters.Update(_values[i % Operations]);
+            _robustHoltWinters.Update(_values[i % Operations]);
         }
 
-        if (!_holtWinters.IsReady || !double.IsFinite(_holtWinters.Forecast(12)))
+        if (!_holtWinters.IsReady || !double.IsFinite(_holtWinters.Forecast(12)) || !double.IsFinite(_robustHoltWinters.Forecast(12)))
         {
             throw new InvalidOperationException("Holt-Winters not ready");
         }
@@ -59,6 +61,17 @@ public class ForecastBenchmarks
         }
 
         return _holtWinters.Level;
+    }
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public double RobustHoltWintersUpdate()
+    {
+        foreach (var v in _values)
+        {
+            _robustHoltWinters.Update(v);
+        }
+
+        return _robustHoltWinters.Level;
     }
 
     [Benchmark(OperationsPerInvoke = Operations)]

@@ -36,22 +36,26 @@ public sealed record WindowDetectionResult(string Series, string Detector, int W
 
 /// <summary>
 /// Forecast evaluation on in-memory series: the smoothing parameters are chosen on the first
-/// half (grid search on horizon-h MAE), the figures are measured on the second half only.
+/// half, the figures are measured on the second half only. The choice is a grid search that
+/// minimises a robust scale (the τ-scale) of the horizon-h errors on the first half, as Gelper,
+/// Fried and Croux choose robust Holt-Winters' parameters: an anomaly in the first half then
+/// does not decide the parameters for the second.
 /// </summary>
 public static class ForecastEvaluation
 {
     private static readonly double[] _alphas = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7];
     private static readonly double[] _betas = [0.0, 0.01, 0.05];
     private static readonly double[] _gammas = [0.05, 0.1, 0.2, 0.4];
-    private static readonly double[] _clips = [double.PositiveInfinity, 3.0];
+    private static readonly double[] _clips = [double.PositiveInfinity, 2.0];
 
     public static ForecastResult Evaluate(string name, IReadOnlyList<double> values, int seasonLength, int horizonSteps)
     {
         ArgumentNullException.ThrowIfNull(values);
         var half = values.Count / 2;
-        double bestMae = double.PositiveInfinity, bestA = 0.2, bestB = 0.01, bestG = 0.1, bestClip = double.PositiveInfinity;
+        double bestLoss = double.PositiveInfinity, bestA = 0.2, bestB = 0.01, bestG = 0.1, bestClip = double.PositiveInfinity;
         var bestLog = false;
         var nonNegative = true;
+        var errors = new List<double>(half);
         for (var i = 0; i < half; i++)
         {
             nonNegative &= values[i] >= 0;
@@ -67,10 +71,11 @@ public static class ForecastEvaluation
                 {
                     foreach (var g in _gammas)
                     {
-                        var mae = Run(values, seasonLength, horizonSteps, a, b, g, clip, log, 2 * seasonLength, half, out _, out _, out _, out _, out _, out _);
-                        if (mae < bestMae)
+                        Run(values, seasonLength, horizonSteps, a, b, g, clip, log, 2 * seasonLength, half, errors, out _, out _, out _, out _, out _, out _);
+                        var loss = TauScale(errors);
+                        if (loss < bestLoss)
                         {
-                            (bestMae, bestA, bestB, bestG, bestClip, bestLog) = (mae, a, b, g, clip, log);
+                            (bestLoss, bestA, bestB, bestG, bestClip, bestLog) = (loss, a, b, g, clip, log);
                         }
                     }
                 }
@@ -78,12 +83,12 @@ public static class ForecastEvaluation
         }
         }
 
-        var modelMae = Run(values, seasonLength, horizonSteps, bestA, bestB, bestG, bestClip, bestLog, half, values.Count, out var snaiveMae, out var naiveMae, out var smapeModel, out var smapeSnaive, out var coverage, out var scored);
+        var modelMae = Run(values, seasonLength, horizonSteps, bestA, bestB, bestG, bestClip, bestLog, half, values.Count, null, out var snaiveMae, out var naiveMae, out var smapeModel, out var smapeSnaive, out var coverage, out var scored);
         return new ForecastResult(name, values.Count, scored, seasonLength, horizonSteps, bestA, bestB, bestG, bestClip, bestLog,
             modelMae / snaiveMae, smapeModel, smapeSnaive, modelMae / naiveMae, coverage);
     }
 
-    private static double Run(IReadOnlyList<double> values, int m, int h, double a, double b, double g, double clip, bool log, int scoreFrom, int scoreTo,
+    private static double Run(IReadOnlyList<double> values, int m, int h, double a, double b, double g, double clip, bool log, int scoreFrom, int scoreTo, List<double>? errors,
         out double snaiveMae, out double naiveMae, out double smapeModel, out double smapeSnaive, out double coverage, out int scored)
     {
         var hw = new HoltWinters(m, a, b, g, trackedHorizon: h, robustClip: clip);
@@ -95,6 +100,7 @@ public static class ForecastEvaluation
         var last = new double[h];
         double sumModel = 0, sumSnaive = 0, sumNaive = 0, sModel = 0, sSnaive = 0;
         int covered = 0, count = 0;
+        errors?.Clear();
         for (var t = 0; t < scoreTo; t++)
         {
             var y = values[t];
@@ -108,6 +114,7 @@ public static class ForecastEvaluation
                 sSnaive += Smape(y, seasonal[slot]);
                 covered += y >= lower[slot] && y <= upper[slot] ? 1 : 0;
                 count++;
+                errors?.Add(y - forecast[slot]);
             }
 
             hw.Update(log ? Math.Log(1 + Math.Max(0, y)) : y);
@@ -133,6 +140,44 @@ public static class ForecastEvaluation
         smapeSnaive = 100 * sSnaive / count;
         coverage = (double)covered / count;
         return sumModel / count;
+    }
+
+    /// <summary>τ-scale of the errors (Yohai and Zamar 1988, as Gelper et al. use it):
+    /// s₀ = median |e| / 0.6745, τ = s₀·√(mean ρ(e/s₀)) with Tukey's biweight ρ at c = 2 (ρ(u) = 1
+    /// − (1 − (u/c)²)³ inside, 1 outside). Errors beyond 2 s₀ count as much as one at 2 s₀, so a
+    /// burst of anomalies weighs no more than its share of the points.</summary>
+    internal static double TauScale(List<double> errors)
+    {
+        if (errors.Count == 0)
+        {
+            return double.PositiveInfinity;
+        }
+
+        var abs = new double[errors.Count];
+        for (var i = 0; i < abs.Length; i++)
+        {
+            abs[i] = Math.Abs(errors[i]);
+        }
+
+        Array.Sort(abs);
+        var median = (abs.Length & 1) == 1 ? abs[abs.Length / 2] : 0.5 * (abs[(abs.Length / 2) - 1] + abs[abs.Length / 2]);
+        var s0 = median / 0.6745;
+        if (!(s0 > 0))
+        {
+            // Over half the errors are zero: fall back to the mean absolute error.
+            return abs.Average();
+        }
+
+        const double C = 2.0;
+        double sum = 0;
+        foreach (var e in abs)
+        {
+            var u = e / (C * s0);
+            var v = 1 - (u * u);
+            sum += u >= 1 ? 1.0 : 1 - (v * v * v);
+        }
+
+        return s0 * Math.Sqrt(sum / abs.Length);
     }
 
     private static double Smape(double y, double f)

@@ -8,16 +8,25 @@ namespace Relay.Predict.Forecasting;
 /// Prediction intervals come in two flavours:
 /// <list type="bullet">
 /// <item>theoretical, from the ETS(A,A,A) variance σ²[1 + Σ c_j²], c_j = α + βj + γ·[j mod m = 0];</item>
-/// <item>calibrated at one tracked horizon H: every forecast made H steps ago is scored when
-/// its actual arrives, and the half-width is the running (1-c) quantile of |error| tracked by
-/// stochastic approximation (adaptive conformal inference, Gibbs and Candès, NeurIPS 2021).
-/// Real series are not Gaussian, so this is the interval the scaling advisor uses.</item>
+/// <item>calibrated at one tracked horizon H: the half-width is q times the running mean absolute
+/// horizon-H error, and every interval issued H steps ago is scored when its actual arrives:
+/// q grows by <see cref="QuantileStep"/>·c on a miss and shrinks by <see cref="QuantileStep"/>·(1-c)
+/// on a hit (adaptive conformal inference, Gibbs and Candès, NeurIPS 2021, on the error
+/// normalised by its running scale). Over any n scored steps the share of misses is then
+/// 1-c + Δq/(n·step), whatever the errors look like. Real series are not Gaussian, so this is
+/// the interval the scaling advisor uses.</item>
 /// </list>
+/// With a finite <see cref="RobustClip"/> the model is the robust Holt-Winters of Gelper, Fried
+/// and Croux (J. Forecasting 29, 2010): the first season starts it from its median with the
+/// seasonals clipped at k·MAD, and every later observation is cleaned before it updates level,
+/// trend and season (see <see cref="RobustClip"/>).
 /// </remarks>
 public sealed class HoltWinters
 {
     private readonly double[] _season;
     private readonly double[] _pending;
+    private readonly double[] _pendingHalfWidth;
+    private readonly double[]? _initScratch;
     private double _level;
     private double _trend;
     private double _residualVariance;
@@ -26,6 +35,7 @@ public sealed class HoltWinters
     private double _initSum;
     private double _halfWidth;
     private double _meanAbsError;
+    private double _quantile;
     private long _scored;
     private double _oneStepScale;
 
@@ -59,14 +69,22 @@ public sealed class HoltWinters
         _season = new double[seasonLength];
         _pending = new double[trackedHorizon];
         _pending.AsSpan().Fill(double.NaN);
+        _pendingHalfWidth = new double[trackedHorizon];
+        _initScratch = double.IsFinite(robustClip) ? new double[seasonLength] : null;
     }
 
     public int SeasonLength { get; }
 
-    /// <summary>Robust updating (Gelper, Fried and Croux, J. Forecasting 2010, in spirit): the
-    /// one-step error that drives the level, trend and season is clipped to ± this many running
-    /// mean absolute errors, so one spike neither shifts the level nor repeats every season.
-    /// Infinity (the default) is classic Holt-Winters.</summary>
+    /// <summary>Robust Holt-Winters (Gelper, Fried and Croux, J. Forecasting 2010) with Huber's ψ
+    /// clipped at k = this value: each observation is replaced by ŷ + clamp(y − ŷ, ±k·σ̂) before it
+    /// updates level, trend and season, σ̂ being a running mean absolute one-step error of the
+    /// cleaned errors; the first season starts the model from its median, its seasonals clipped at
+    /// ± k·1.4826·MAD. So a spike neither shifts the level nor repeats every season, in the first
+    /// season or later; a lasting shift is followed, more slowly than by the classic model (σ̂
+    /// grows by at most a factor 1 + 0.05·(k − 1) a step). Infinity (the default) is classic
+    /// Holt-Winters.</summary>
+    /// <remarks>A first season that is more than half one value (MAD 0) starts with a flat season;
+    /// the pattern is then learnt at most γ·k·σ̂ a season.</remarks>
     public double RobustClip { get; }
 
     public double Alpha { get; }
@@ -79,6 +97,8 @@ public sealed class HoltWinters
 
     public double Coverage { get; }
 
+    /// <summary>How far one scored forecast moves the calibrated interval's multiplier q (the
+    /// half-width is q running mean absolute horizon errors).</summary>
     public double QuantileStep { get; }
 
     public long Count => _count;
@@ -113,10 +133,17 @@ public sealed class HoltWinters
             _level = value;
             if (_count == m)
             {
-                _level = _initSum / m;
-                for (var i = 0; i < m; i++)
+                if (_initScratch is not null)
                 {
-                    _season[i] -= _level;
+                    StartRobustly(_initScratch);
+                }
+                else
+                {
+                    _level = _initSum / m;
+                    for (var i = 0; i < m; i++)
+                    {
+                        _season[i] -= _level;
+                    }
                 }
 
                 _trend = 0.0;
@@ -130,17 +157,22 @@ public sealed class HoltWinters
         var seasonal = _season[_next];
         var predicted = _level + _trend + seasonal;
         var error = value - predicted;
-        if (double.IsFinite(RobustClip))
+        if (_initScratch is not null)
         {
-            if (_count == m)
+            if (_oneStepScale > 0)
             {
+                // Huber's ψ: y* = ŷ + σ̂·ψ((y − ŷ)/σ̂); σ̂ follows the cleaned errors.
+                var limit = RobustClip * _oneStepScale;
+                error = Math.Clamp(error, -limit, limit);
+                _oneStepScale += 0.05 * (Math.Abs(error) - _oneStepScale);
+            }
+            else
+            {
+                // No spread seen yet (a constant start): nothing to judge an error against, so
+                // the first non-zero one is taken as it is and sets the scale.
                 _oneStepScale = Math.Abs(error);
             }
 
-            var limit = RobustClip * Math.Max(_oneStepScale, 1e-12);
-            var clipped = Math.Clamp(error, -limit, limit);
-            _oneStepScale += 0.05 * (Math.Abs(clipped) - _oneStepScale);
-            error = clipped;
             value = predicted + error;
         }
 
@@ -195,18 +227,14 @@ public sealed class HoltWinters
     public (double Lower, double Upper) PredictionInterval(int steps)
     {
         var f = Forecast(steps);
-        double half;
-        if (steps == TrackedHorizon && _scored >= TrackedHorizon)
-        {
-            half = _halfWidth;
-        }
-        else
-        {
-            half = NormalQuantile(0.5 + (Coverage / 2.0)) * ForecastStdDev(steps);
-        }
-
+        var half = HalfWidth(steps);
         return (f - half, f + half);
     }
+
+    private double HalfWidth(int steps)
+        => steps == TrackedHorizon && _scored >= TrackedHorizon
+            ? _halfWidth
+            : NormalQuantile(0.5 + (Coverage / 2.0)) * ForecastStdDev(steps);
 
     private void ScorePending(double actual)
     {
@@ -221,23 +249,69 @@ public sealed class HoltWinters
         _scored++;
         if (_scored == 1)
         {
+            // Start from the normal ratio of the quantile to the mean absolute error.
             _meanAbsError = absError;
-            _halfWidth = 1.28 * absError;
-            return;
+            _quantile = NormalQuantile(0.5 + (Coverage / 2.0)) / Math.Sqrt(2.0 / Math.PI);
+        }
+        else
+        {
+            // Score the interval that was issued with this forecast, not today's.
+            var miss = absError > _pendingHalfWidth[slot] ? 1.0 : 0.0;
+            _quantile = Math.Max(0.0, _quantile + (QuantileStep * (miss - (1.0 - Coverage))));
+            _meanAbsError += 0.02 * (absError - _meanAbsError);
         }
 
-        _meanAbsError += 0.02 * (absError - _meanAbsError);
-        var scale = Math.Max(_meanAbsError, 1e-12);
-        var miss = absError > _halfWidth ? 1.0 : 0.0;
-        _halfWidth = Math.Max(0.0, _halfWidth + (QuantileStep * scale * (miss - (1.0 - Coverage))));
+        _halfWidth = _quantile * _meanAbsError;
     }
 
     private void StorePending()
     {
         // The forecast for the sample TrackedHorizon steps from now sits in the slot that
-        // sample's index will read.
+        // sample's index will read, with the half-width PredictionInterval gives for it now.
         var slot = (int)((_count + TrackedHorizon - 1) % TrackedHorizon);
         _pending[slot] = IsReady ? Forecast(TrackedHorizon) : double.NaN;
+        _pendingHalfWidth[slot] = IsReady ? HalfWidth(TrackedHorizon) : double.NaN;
+    }
+
+    /// <summary>Robust start (Gelper et al. start from a robust fit of the first observations):
+    /// level = median of the first season, seasonals = deviations clipped at ± k·1.4826·MAD,
+    /// one-step scale from the median absolute successive difference (for white noise of
+    /// standard deviation σ that median is 0.954σ; a mean absolute error is 0.798σ).</summary>
+    private void StartRobustly(double[] scratch)
+    {
+        var m = SeasonLength;
+        var values = _season.AsSpan();
+        values.CopyTo(scratch);
+        _level = Median(scratch);
+
+        double sumDiff = 0;
+        for (var i = 1; i < m; i++)
+        {
+            scratch[i - 1] = Math.Abs(values[i] - values[i - 1]);
+            sumDiff += scratch[i - 1];
+        }
+
+        var medianDiff = Median(scratch.AsSpan(0, m - 1));
+        _oneStepScale = medianDiff > 0 ? medianDiff * (0.7979 / 0.9539) : sumDiff / (m - 1) / Math.Sqrt(2.0);
+
+        for (var i = 0; i < m; i++)
+        {
+            scratch[i] = Math.Abs(values[i] - _level);
+        }
+
+        var limit = RobustClip * 1.4826 * Median(scratch);
+        for (var i = 0; i < m; i++)
+        {
+            values[i] = Math.Clamp(values[i] - _level, -limit, limit);
+        }
+    }
+
+    /// <summary>Median of <paramref name="values"/>, which it sorts in place (no allocation).</summary>
+    private static double Median(Span<double> values)
+    {
+        values.Sort();
+        var n = values.Length;
+        return (n & 1) == 1 ? values[n / 2] : 0.5 * (values[(n / 2) - 1] + values[n / 2]);
     }
 
     /// <summary>Acklam-style rational approximation would be overkill here: only a few fixed
