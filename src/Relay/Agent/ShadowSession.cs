@@ -328,10 +328,25 @@ internal sealed class ShadowSession : IDisposable
             _input.Writer.Complete();
         }
 
-        var toBackend = ForwardInputAsync(takeover, backend, cancellationToken);
+        // Closing the session (Close cancels _stop) also ends the relay-to-backend direction, which
+        // may be waiting on a client that waits for an answer the dead backend will never send.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
+        var toBackend = ForwardInputAsync(takeover, backend, linked.Token);
         var first = await Task.WhenAny(toBackend, _readerTask).ConfigureAwait(false);
         if (first.IsFaulted || first.IsCanceled)
         {
+            // A direction failed (the backend reset, or writing to it failed): the relay must learn it
+            // now and as a failure, so the takeover connection ends with a reset, not a FIN that
+            // could be the backend's ordinary end of the session.
+            try
+            {
+                takeover.LingerState = new LingerOption(true, 0);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already closed: the relay has seen it end.
+            }
+
             Close();
         }
 

@@ -1,5 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
+using Relay.Echo;
+using Relay.Echo.Splice;
 using Relay.FunctionalTests.Infrastructure;
 
 namespace Relay.FunctionalTests.Echo;
@@ -209,6 +211,68 @@ public sealed class SpliceTests
         var expected = await client.ReferenceAsync(backends[0].EndPoint);
         Assert.True(expected.AsSpan().SequenceEqual(client.Received), "the session's bytes differ from a run without the failed takeover");
         Assert.True(SumMetric(bed.Relay.Metrics(), "relay_splices_total", "result=\"rolled_back\"") >= 1);
+    }
+
+    [Fact]
+    public async Task AfterAFailoverTheNewPrimarysDeathIsAFailoverToo()
+    {
+        // After a splice the session runs through the shadow's agent to its backend. When that backend
+        // dies with a request unanswered, the agent must end the takeover connection at once: the
+        // client waits for the answer and sends nothing more, so otherwise nobody notices until active
+        // health checks fail, seconds later (and the splice's trigger is Health, not PrimaryFailure).
+        var backends = new List<BackendProcess>
+        {
+            await BackendProcess.StartSampleServerAsync("s0"),
+            await BackendProcess.StartSampleServerAsync("s1"),
+            await BackendProcess.StartSampleServerAsync("s2"),
+        };
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "2", StringComparison.Ordinal));
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var moves = 0;
+        async Task PingPongAsync(int count)
+        {
+            // One request in flight at a time, each answer awaited: the traffic that exposes a silent death.
+            for (var i = 0; i < count; i++)
+            {
+                await stream.WriteAsync("MOVE 1 1\n"u8.ToArray());
+                var line = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.True(line is not null, $"the session closed after {moves} moves");
+                Interlocked.Increment(ref moves);
+            }
+        }
+
+        async Task KillPrimaryUnderTrafficAsync()
+        {
+            var victim = Assert.Single(bed.Relay.App.Echo.Sessions).Endpoint.Id;
+            var before = Volatile.Read(ref moves);
+            var run = PingPongAsync(600);
+            await bed.WaitUntilAsync(() => Volatile.Read(ref moves) >= before + 50, "50 answers before the kill");
+            backends[victim[0] - 'a'].Kill();
+            await run.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.NotEqual(victim, Assert.Single(bed.Relay.App.Echo.Sessions).Endpoint.Id);
+        }
+
+        await stream.WriteAsync("HELLO\n"u8.ToArray());
+        Assert.NotNull(await reader.ReadLineAsync());
+        await PingPongAsync(10);
+        await bed.WaitUntilAsync(() => bed.AllShadowsReady(2), "both shadows are Ready");
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+
+        await KillPrimaryUnderTrafficAsync();
+        await bed.WaitUntilAsync(() => session.Echo.Shadows.Any(s => s.State == ShadowState.Ready), "the third endpoint's shadow is Ready");
+        await KillPrimaryUnderTrafficAsync();
+
+        var splices = session.Echo.Splices;
+        Assert.Equal(2, splices.Length);
+        Assert.All(splices, s => Assert.Equal((SpliceTrigger.PrimaryFailure, "spliced"), (s.Trigger, s.Result)));
+
+        // The state the surviving backend holds is the whole session's: every move counted once.
+        await stream.WriteAsync("STATE\n"u8.ToArray());
+        var state = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var expected = $"{moves + 2} STATE {moves} {moves} 0 {moves + 2} ";
+        Assert.True(state?.StartsWith(expected, StringComparison.Ordinal) == true, $"STATE answered \"{state}\", expected \"{expected}...\"");
     }
 
     [Fact]
