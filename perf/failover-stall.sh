@@ -80,13 +80,14 @@ for i in range(kills):
         if shadows and any(x["state"] == "Ready" for x in shadows): break
         time.sleep(0.01)
     else: print(f"kill {i}: no Ready shadow within 10 s; stopping"); break
-    primary, done = record["endpoint"], len(record["echo"]["splices"])
+    # The record keeps the last 32 splices: a new one shows as a new last entry.
+    primary, last = record["endpoint"], (record["echo"]["splices"] or [None])[-1]
     time.sleep(0.05)
     killed_at = time.perf_counter(); backends[primary].send_signal(signal.SIGKILL); backends[primary].wait()
     splice = None
     for _ in range(1000):
         splices = api(f"/api/sessions/{sid}")["echo"]["splices"]
-        if len(splices) > done: splice = splices[done]; break
+        if splices and splices[-1] != last: splice = splices[-1]; break
         time.sleep(0.005)
     if failure or splice is None or splice["result"] != "spliced":
         print(f"kill {i}: no failover ({failure or splice})"); break
