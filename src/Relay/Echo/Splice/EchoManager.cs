@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
@@ -21,7 +20,6 @@ internal readonly record struct TakeoverResult(ConnectionContext? Upstream, Shad
 /// </summary>
 public sealed class EchoManager : IAsyncDisposable
 {
-    private static readonly TimeSpan s_answerPollWait = TimeSpan.FromMilliseconds(2);
     private readonly RelayRuntime _runtime;
     private readonly UpstreamConnector _connector;
     private readonly ILoggerFactory _loggerFactory;
@@ -34,7 +32,6 @@ public sealed class EchoManager : IAsyncDisposable
     private readonly object _applyLock = new();
     private readonly CancellationTokenSource _stop = new();
     private byte[] _psk = [];
-    private int _answerPolling;
     private Task? _watch;
 
     internal EchoManager(RelayRuntime runtime, UpstreamConnector connector, ILoggerFactory loggerFactory)
@@ -473,7 +470,7 @@ public sealed class EchoManager : IAsyncDisposable
                 }
             }
 
-            var answer = await ReceiveAnswerAsync(connection, timeout.Token).ConfigureAwait(false);
+            var answer = await connection.Control.ReceiveAsync(timeout.Token).ConfigureAwait(false);
             if (answer is not null && EchoWire.TryReadTakeoverOk(answer, out _))
             {
                 // From here the socket carries the session's bytes, raw, as a direct upstream would.
@@ -486,7 +483,7 @@ public sealed class EchoManager : IAsyncDisposable
             await connection.DisposeAsync().ConfigureAwait(false);
             return (null, why, 0);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException)
         {
             var timedOut = ex is OperationCanceledException;
             Metrics.Takeovers.WithLabels(shadow.Endpoint.Id, timedOut ? "timeout" : "error").Inc();
@@ -497,31 +494,6 @@ public sealed class EchoManager : IAsyncDisposable
 
             return (null, timedOut ? $"no answer within {DurationParser.Format(timeoutAfter)}" : ex.Message, 0);
         }
-    }
-
-    /// <summary>
-    /// The agent's answer to TAKEOVER. One splice at a time first waits for it on its own thread,
-    /// blocked in poll(2) for up to <see cref="s_answerPollWait"/>: the kernel then wakes this thread
-    /// when the answer arrives, where an async read needs the socket engine's thread to wake a pool
-    /// thread, two wake-ups that each wait for a CPU on a busy host (in perf/splice-blackout.sh on 2
-    /// cores under load, about 350 µs at p50 from the agent's send to the relay's read). Bounded,
-    /// and one splice at a time, so a burst of migrations holds at most one pool thread, briefly.
-    /// </summary>
-    private async ValueTask<byte[]?> ReceiveAnswerAsync(TakeoverConnection connection, CancellationToken cancellationToken)
-    {
-        if (Interlocked.Exchange(ref _answerPolling, 1) == 0)
-        {
-            try
-            {
-                connection.Socket.Poll(s_answerPollWait, SelectMode.SelectRead);
-            }
-            finally
-            {
-                Volatile.Write(ref _answerPolling, 0);
-            }
-        }
-
-        return await connection.Control.ReceiveAsync(cancellationToken).ConfigureAwait(false);
     }
 
     internal void OnSpliced(SplicedSession spliced, EndpointState from, ShadowLink shadow, SpliceTrigger trigger, double blackoutMs, long tailBytes)
