@@ -20,7 +20,6 @@ public sealed partial class AgentHost
         // splice ends: disposing it would close the socket the session now runs on.
         try
         {
-            await WaitForTakeoverAsync(socket).ConfigureAwait(false);
             var message = await control.ReceiveAsync(_stop.Token).ConfigureAwait(false);
             if (message is null)
             {
@@ -131,40 +130,6 @@ public sealed partial class AgentHost
         finally
         {
             await control.DisposeAsync().ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>
-    /// Waits for the relay's first message on a thread of its own, blocked in poll(2), and continues
-    /// the takeover on that thread. An async read would be woken by the socket engine's thread, which
-    /// then wakes a pool thread: on a busy host each wake-up waits for a CPU, and this one is inside the
-    /// session's blackout. One thread per spare connection (a relay keeps one per agent); it ends when
-    /// the message arrives, the relay closes the connection, or the agent stops (the socket is shut down).
-    /// </summary>
-    private Task WaitForTakeoverAsync(Socket socket) => Task.Factory.StartNew(
-        static state =>
-        {
-            var (socket, stop) = ((Socket, CancellationToken))state!;
-            using var wake = stop.UnsafeRegister(static s => ShutdownQuietly((Socket)s!), socket);
-            while (!stop.IsCancellationRequested && !socket.Poll(TimeSpan.FromSeconds(1), SelectMode.SelectRead))
-            {
-                // Still idle; the 1 s slices only bound how long a missed wake-up could hold the thread.
-            }
-        },
-        (socket, _stop.Token),
-        CancellationToken.None,
-        TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach,
-        TaskScheduler.Default);
-
-    private static void ShutdownQuietly(Socket socket)
-    {
-        try
-        {
-            socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // The connection is going away anyway; all the shutdown was for is waking the poll.
         }
     }
 
