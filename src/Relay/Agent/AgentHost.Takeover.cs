@@ -101,10 +101,11 @@ public sealed partial class AgentHost
                     await socket.SendAsync(pending, SocketFlags.None, _stop.Token).ConfigureAwait(false);
                 }
 
-                // The relay's session is paused until it has read OK. Where it shares this host's CPUs
-                // (a 2-core test VM, perf/splice-blackout.sh), the wake-up of its reader waited behind the
-                // bookkeeping below and the forwarding it starts: 400 µs at p50 from OK to the relay's
-                // read, 100-150 µs with this yield (docs/benchmarks.md). On a host of its own it costs a syscall.
+                // The relay's session is paused until it has read OK. Where the relay shares this host's
+                // CPUs, its reader's wake-up can wait behind the bookkeeping below and the forwarding it
+                // starts; yield once first. perf/splice-blackout.sh on a loaded 2-core VM, back to back:
+                // blackout p50 0.62-0.71 ms with the yield, 0.73-0.76 ms without (docs/benchmarks.md).
+                // On a host of its own it costs a syscall.
                 Thread.Yield();
 
                 session.ReleaseForwarding();
