@@ -3,6 +3,7 @@ using System.Text;
 using Relay.Echo;
 using Relay.Echo.Splice;
 using Relay.FunctionalTests.Infrastructure;
+using Relay.Transport.Sockets;
 
 namespace Relay.FunctionalTests.Echo;
 
@@ -305,6 +306,55 @@ public sealed class SpliceTests
         Assert.Equal(System.Net.HttpStatusCode.NotFound, unknown.StatusCode);
     }
 
+    [Fact]
+    public async Task APlannedSpliceWithATailTheShadowHasNotAckedDeliversIdenticalBytes()
+    {
+        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var held = new List<DroppingSocket>();
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal), options: new EchoTestbedOptions
+        {
+            RelayPathSocketWrapper = (_, socket) =>
+            {
+                var dropping = new DroppingSocket(socket);
+                lock (held)
+                {
+                    held.Add(dropping);
+                }
+
+                return dropping;
+            },
+        });
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/drain", null);
+        var client = new ScriptedClient(123, 30);
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        await client.RunAsync(socket, 0, 10);
+        await bed.Relay.Http.PostAsync("/api/endpoints/b/undrain", null);
+        await bed.WaitUntilAsync(() => bed.AllShadowsReady(1), "the shadow on b is Ready");
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+        Assert.Equal("a", session.Endpoint.Id);
+
+        // The echo stops reaching b's agent: the primary answers five more bursts that the shadow never
+        // sees, so the catch-up before the pause runs out and TAKEOVER carries them as its tail.
+        SetDropping(held, true);
+        await client.RunAsync(socket, 10, 15);
+        using (var migrate = await bed.Relay.Http.PostAsync($"/api/sessions/{session.Session.Id}/migrate", null))
+        {
+            var answer = await migrate.Content.ReadAsStringAsync();
+            Assert.True(migrate.IsSuccessStatusCode, answer + "\n" + bed.Relay.Log.Tail(20));
+            Assert.Contains("\"to\":\"b\"", answer, StringComparison.Ordinal);
+        }
+
+        SetDropping(held, false);
+        var spliced = Assert.Single(bed.Relay.Log.Named("Spliced"));
+        var tail = System.Text.RegularExpressions.Regex.Match(spliced.Message, @"tail (\d+) bytes");
+        Assert.True(tail.Success && long.Parse(tail.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, spliced.Message);
+
+        await client.RunAsync(socket, 15, 30);
+        var expected = await client.ReferenceAsync(backends[0].EndPoint);
+        Assert.True(expected.AsSpan().SequenceEqual(client.Received), $"the session's bytes differ from a run without the migration\nexpected tail: {Tail(expected)}\nreceived tail: {Tail(client.Received)}");
+        Assert.Equal("b", session.Endpoint.Id);
+    }
+
     internal static double SumMetric(string metrics, string name, string labelFilter)
     {
         double sum = 0;
@@ -320,6 +370,43 @@ public sealed class SpliceTests
     }
 
     private static string Tail(byte[] bytes) => Encoding.ASCII.GetString(bytes.AsSpan(Math.Max(0, bytes.Length - 300)));
+
+    private static void SetDropping(List<DroppingSocket> sockets, bool dropping)
+    {
+        lock (sockets)
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dropping = dropping;
+            }
+        }
+    }
+
+    /// <summary>A relay path socket that can silently drop everything it is asked to send.</summary>
+    private sealed class DroppingSocket(IDatagramSocket inner) : IDatagramSocket
+    {
+        private volatile bool _dropping;
+
+        public bool Dropping
+        {
+            get => _dropping;
+            set => _dropping = value;
+        }
+
+        public bool ReceivesCoalesced => inner.ReceivesCoalesced;
+
+        public int LastSegmentBytes => inner.LastSegmentBytes;
+
+        public bool ZeroIsEmptyDatagram => inner.ZeroIsEmptyDatagram;
+
+        public bool Send(ReadOnlySpan<byte> datagram) => _dropping || inner.Send(datagram);
+
+        public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentBytes, int count) => _dropping || inner.SendSegments(datagrams, segmentBytes, count);
+
+        public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken) => inner.ReceiveAsync(buffer, cancellationToken);
+
+        public void Dispose() => inner.Dispose();
+    }
 }
 
 [CollectionDefinition(Name, DisableParallelization = true)]

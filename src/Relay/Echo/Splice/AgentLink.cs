@@ -425,7 +425,10 @@ internal sealed class AgentLink : IAsyncDisposable
         _shadows.Clear();
     }
 
-    /// <summary>A pre-opened, authenticated connection for one TAKEOVER; opens a fresh one when no spare is ready.</summary>
+    /// <summary>
+    /// A pre-opened, authenticated connection for one TAKEOVER; opens a fresh one when no spare is ready.
+    /// The caller calls <see cref="RefillSpareLater"/> when its takeover round is over.
+    /// </summary>
     public async Task<TakeoverConnection> TakeTakeoverConnectionAsync(CancellationToken cancellationToken)
     {
         Task<TakeoverConnection>? spare;
@@ -443,8 +446,6 @@ internal sealed class AgentLink : IAsyncDisposable
             _spareGate.Release();
         }
 
-        // Open the next spare off the splice's critical path (the blackout is running).
-        ThreadPool.UnsafeQueueUserWorkItem(static link => _ = link.RefillSpareAsync(), this, preferLocal: false);
         if (spare is not null)
         {
             var connection = await spare.ConfigureAwait(false);
@@ -459,6 +460,12 @@ internal sealed class AgentLink : IAsyncDisposable
 
         return await OpenTakeoverConnectionAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Opens the next spare once a takeover round is over. Not while it runs: on a small host the
+    /// connect and handshake would take CPU from the splice (and the agent) while the session is paused.
+    /// </summary>
+    public void RefillSpareLater() => ThreadPool.UnsafeQueueUserWorkItem(static link => _ = link.RefillSpareAsync(), this, preferLocal: false);
 
     private async Task RefillSpareAsync()
     {

@@ -11,7 +11,8 @@ using Relay.L4;
 namespace Relay.Echo.Splice;
 
 /// <summary>The result of one TAKEOVER round: the agent's connection, or why none took over.</summary>
-internal readonly record struct TakeoverResult(ConnectionContext? Upstream, ShadowLink? Shadow, string? Failure, long TailBytes);
+/// <remarks><paramref name="Tried"/>: the agent links whose spare connection the round used; <see cref="EchoManager.RefillSpares"/> replaces them.</remarks>
+internal readonly record struct TakeoverResult(ConnectionContext? Upstream, ShadowLink? Shadow, string? Failure, long TailBytes, IReadOnlyList<AgentLink> Tried);
 
 /// <summary>
 /// Echo and splice for the whole relay: agent links per endpoint, echo sessions, shadow choice,
@@ -401,17 +402,19 @@ public sealed class EchoManager : IAsyncDisposable
                 states = $"no Ready shadow on {target.Id}; {states}";
             }
 
-            return new TakeoverResult(null, null, states, 0);
+            return new TakeoverResult(null, null, states, 0, []);
         }
 
         var failures = new List<string>();
+        var tried = new List<AgentLink>(candidates.Count);
         foreach (var shadow in candidates)
         {
+            tried.Add(shadow.Agent);
             var (upstream, failure, tail) = await TryTakeoverAsync(echo, shadow).ConfigureAwait(false);
             if (upstream is not null)
             {
                 echo.RemoveShadow(shadow, "it took the session over");
-                return new TakeoverResult(upstream, shadow, null, tail);
+                return new TakeoverResult(upstream, shadow, null, tail, tried);
             }
 
             SpliceLog.TakeoverFailed(_logger, echo.Id, shadow.Endpoint.Id, failure!);
@@ -419,7 +422,16 @@ public sealed class EchoManager : IAsyncDisposable
             echo.RemoveShadow(shadow, $"its takeover failed: {failure}");
         }
 
-        return new TakeoverResult(null, null, string.Join("; ", failures), 0);
+        return new TakeoverResult(null, null, string.Join("; ", failures), 0, tried);
+    }
+
+    /// <summary>Opens new spare takeover connections for the links a takeover round used (after the session resumed).</summary>
+    internal static void RefillSpares(TakeoverResult result)
+    {
+        foreach (var link in result.Tried)
+        {
+            link.RefillSpareLater();
+        }
     }
 
     private async Task<(ConnectionContext? Upstream, string? Failure, long TailBytes)> TryTakeoverAsync(EchoSession echo, ShadowLink shadow)

@@ -30,6 +30,7 @@ internal sealed class SplicedSession
     private TaskCompletionSource _inParked = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _outParked = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task<SpliceOutcome>? _splicing;
+    private Task<SpliceOutcome>? _lastSplice;
     private bool _inboundDone;
     private bool _outboundDone;
     private volatile bool _clientEnded;
@@ -77,7 +78,8 @@ internal sealed class SplicedSession
         var inbound = InboundAsync();
         var outbound = OutboundAsync();
         await Task.WhenAll(inbound, outbound).ConfigureAwait(false);
-        var splicing = Volatile.Read(ref _splicing);
+        // The last splice may still be closing the old leg and recording itself after the resume.
+        var splicing = Volatile.Read(ref _lastSplice);
         if (splicing is not null)
         {
             await splicing.ConfigureAwait(false);
@@ -174,6 +176,7 @@ internal sealed class SplicedSession
 
             _pauseRequested = true;
             _splicing = Task.Run(() => SpliceCoreAsync(trigger, target));
+            Volatile.Write(ref _lastSplice, _splicing);
             task = _splicing;
             return true;
         }
@@ -201,11 +204,11 @@ internal sealed class SplicedSession
 
         // 2-3. TAKEOVER on the best Ready shadow, then the next.
         var result = await _manager.TakeoverAsync(this, target, trigger).ConfigureAwait(false);
-        var resume = true;
-        SpliceOutcome outcome;
-        if (result.Upstream is { } upstream && result.Shadow is { } shadow)
+        var (upstream, shadow) = (result.Upstream, result.Shadow);
+        var resume = (upstream is not null && shadow is not null) || !_primaryFailed;
+        if (upstream is not null && shadow is not null)
         {
-            // 4. Switch: forget the old leg, resume against the agent's connection.
+            // 4. Switch: resume against the agent's connection. The old leg is closed after the resume.
             Echo.Output.RewindToSplicePoint();
             lock (_stateLock)
             {
@@ -217,34 +220,22 @@ internal sealed class SplicedSession
 
             Session.Upstream = upstream;
             Session.Endpoint = shadow.Endpoint;
-            from.SessionEnded();
-            shadow.Endpoint.SessionStarted();
             if (_clientEnded)
             {
                 await upstream.Transport.Output.CompleteAsync().ConfigureAwait(false);
             }
-
-            await old.Transport.Input.CompleteAsync().ConfigureAwait(false);
-            await old.Transport.Output.CompleteAsync().ConfigureAwait(false);
-            _ = old.DisposeAsync().AsTask();
-            var blackout = time.GetElapsedTime(started).TotalMilliseconds;
-            outcome = new SpliceOutcome(true, from.Id, shadow.Endpoint.Id, blackout, null);
-            _manager.OnSpliced(this, from, shadow, trigger, blackout, result.TailBytes);
         }
-        else if (_primaryFailed)
+
+        // The blackout ends here, when the pumps are released; what follows runs while they move bytes.
+        var blackout = time.GetElapsedTime(started).TotalMilliseconds;
+        SpliceOutcome? lost = null;
+        if (!resume)
         {
-            var blackout = time.GetElapsedTime(started).TotalMilliseconds;
-            resume = false;
-            outcome = new SpliceOutcome(false, from.Id, null, blackout, result.Failure);
+            // The session is lost: count it and set its end reason before the pumps wake and end.
+            lost = new SpliceOutcome(false, from.Id, null, blackout, result.Failure);
             var failure = _failure == RelayError.None ? RelayError.UpstreamReset : _failure;
             _manager.OnLost(this, from, failure, trigger, blackout, result.Failure ?? "no shadow");
             Session.TrySetEndReason(RelayError.NoShadowReady, $"{_failureDetail}; {result.Failure}");
-        }
-        else
-        {
-            var blackout = time.GetElapsedTime(started).TotalMilliseconds;
-            outcome = new SpliceOutcome(false, from.Id, null, blackout, result.Failure);
-            _manager.OnRolledBack(this, from, trigger, blackout, result.Failure ?? "no shadow");
         }
 
         TaskCompletionSource<bool> release;
@@ -256,9 +247,27 @@ internal sealed class SplicedSession
         }
 
         release.TrySetResult(resume);
-        if (!resume)
+        EchoManager.RefillSpares(result);
+        SpliceOutcome outcome;
+        if (upstream is not null && shadow is not null)
+        {
+            from.SessionEnded();
+            shadow.Endpoint.SessionStarted();
+            await old.Transport.Input.CompleteAsync().ConfigureAwait(false);
+            await old.Transport.Output.CompleteAsync().ConfigureAwait(false);
+            _ = old.DisposeAsync().AsTask();
+            outcome = new SpliceOutcome(true, from.Id, shadow.Endpoint.Id, blackout, null);
+            _manager.OnSpliced(this, from, shadow, trigger, blackout, result.TailBytes);
+        }
+        else if (lost is not null)
         {
             _client.Abort(new ConnectionAbortedException(result.Failure ?? "the primary failed and no shadow could take over"));
+            outcome = lost;
+        }
+        else
+        {
+            outcome = new SpliceOutcome(false, from.Id, null, blackout, result.Failure);
+            _manager.OnRolledBack(this, from, trigger, blackout, result.Failure ?? "no shadow");
         }
 
         return outcome;
