@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Relay.Transport.Multipath;
 
 namespace Relay.Configuration;
 
@@ -17,7 +18,7 @@ public static partial class ConfigLoader
                 return echo;
             }
 
-            CheckKeys(element, path, "pskFile", "pskEnvironmentVariable", "paths", "takeoverTimeout", "maxConcurrentMigrations");
+            CheckKeys(element, path, "pskFile", "pskEnvironmentVariable", "paths", "takeoverTimeout", "maxConcurrentMigrations", "pathLossParity");
             var paths = echo.Paths;
             if (element.TryGetProperty("paths", out var pathsElement))
             {
@@ -54,6 +55,7 @@ public static partial class ConfigLoader
                 Paths = paths,
                 TakeoverTimeout = Duration(element, path, "takeoverTimeout", RelayDefaults.TakeoverTimeout),
                 MaxConcurrentMigrations = Int(element, path, "maxConcurrentMigrations", 16, 1, 10_000),
+                PathLossParity = Enum(element, path, "pathLossParity", PathLossParity.AfterPathFailure, ("afterPathFailure", PathLossParity.AfterPathFailure), ("always", PathLossParity.Always), ("never", PathLossParity.Never)),
             };
         }
 

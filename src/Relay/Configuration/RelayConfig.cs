@@ -169,6 +169,12 @@ public sealed record EchoConfig
 
     /// <summary>Sessions migrated at the same time when an endpoint is drained or noticed.</summary>
     public int MaxConcurrentMigrations { get; init; } = 16;
+
+    /// <summary>
+    /// Whether the echo channels' parity covers the loss of a whole path (docs/transport.md section 6):
+    /// after a path has failed (the default), always, or never.
+    /// </summary>
+    public Relay.Transport.Multipath.PathLossParity PathLossParity { get; init; } = Relay.Transport.Multipath.PathLossParity.AfterPathFailure;
 }
 
 /// <summary>

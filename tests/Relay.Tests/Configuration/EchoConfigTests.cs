@@ -27,8 +27,23 @@ public sealed class EchoConfigTests
         Assert.Equal((65536L, TimeSpan.FromSeconds(3), true, 1, true), (policy.MaxLagBytes, policy.AckTimeout, policy.ZoneDiversity, policy.RedundancyFloor, policy.Failover));
         Assert.Equal("/run/relay/echo.psk", config.Echo.PskFile);
         Assert.Equal(2, config.Echo.Paths.Length);
+        Assert.Equal(Relay.Transport.Multipath.PathLossParity.AfterPathFailure, config.Echo.PathLossParity);
         Assert.Equal(7202, config.Clusters["c"].Endpoints["b"].Agent!.Port);
         Assert.Equal(ConfigValidator.MaxEchoMessageBytes(config.Tuning), ConfigValidator.EffectiveMaxMessageBytes(policy, config.Tuning));
+    }
+
+    [Fact]
+    public void PathLossParity_ParsesEachChoice_AndNamesTheKeyWhenWrong()
+    {
+        foreach (var (text, expected) in new[] { ("always", Relay.Transport.Multipath.PathLossParity.Always), ("never", Relay.Transport.Multipath.PathLossParity.Never), ("afterPathFailure", Relay.Transport.Multipath.PathLossParity.AfterPathFailure) })
+        {
+            var result = ConfigLoader.Parse(Template.Replace("POLICY", "{}", StringComparison.Ordinal).Replace("\"paths\"", $"\"pathLossParity\": \"{text}\", \"paths\"", StringComparison.Ordinal));
+            Assert.True(result.IsValid, string.Join("; ", result.Errors));
+            Assert.Equal(expected, result.Config!.Echo.PathLossParity);
+        }
+
+        var wrong = ConfigLoader.Parse(Template.Replace("POLICY", "{}", StringComparison.Ordinal).Replace("\"paths\"", "\"pathLossParity\": \"sometimes\", \"paths\"", StringComparison.Ordinal));
+        Assert.Contains("echo.pathLossParity: \"sometimes\" is not one of \"afterPathFailure\", \"always\", \"never\"", string.Join("\n", wrong.Errors), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -206,6 +206,8 @@ public sealed class EchoManager : IAsyncDisposable
     }
 
     /// <summary>The highest redundancy floor among the routes' echo policies (at least 0).</summary>
+    internal Relay.Transport.Multipath.PathLossParity PathLossParity => _runtime.Snapshot.Config.Echo.PathLossParity;
+
     internal int RedundancyFloor => _runtime.Snapshot.Config.Routes.Values.Select(r => PolicyFor(r)?.RedundancyFloor ?? 0).DefaultIfEmpty(0).Max();
 
     /// <summary>The route's echo policy now: the API's override, or the file's.</summary>
