@@ -28,6 +28,18 @@ public sealed class BackendProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Starts <paramref name="count"/> sample servers with ids s0, s1, ... (endpoints a, b, ... of a testbed).</summary>
+    public static async Task<List<BackendProcess>> StartSampleServersAsync(int count)
+    {
+        var backends = new List<BackendProcess>();
+        for (var i = 0; i < count; i++)
+        {
+            backends.Add(await StartSampleServerAsync($"s{i}"));
+        }
+
+        return backends;
+    }
+
     /// <summary>Starts `relay sample-server` on a free port and waits for its ready line.</summary>
     public static async Task<BackendProcess> StartSampleServerAsync(string id)
     {

@@ -35,7 +35,7 @@ public sealed class HostileTrafficTests
         var total = Stopwatch.StartNew();
         var agentSockets = new List<(int Agent, int Path, UdpDatagramSocket Socket)>();
         var repeaters = new List<RepeatingSocket>();
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         await using var bed = await EchoTestbed.StartAsync(backends, Policy, options: new EchoTestbedOptions
         {
             AgentPathSocketFactory = (agent, path, relay) =>

@@ -7,7 +7,7 @@ public sealed class IdleSessionTests
     [Fact]
     public async Task AnIdleSessionKeepsAReadyShadowAndStillMoves()
     {
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         await using var bed = await EchoTestbed.StartAsync(backends, """{ "codec": "lines", "shadows": 1, "interval": "2ms", "ackTimeout": "1s" }""");
         var client = new ScriptedClient(11, 12);
         using var socket = await bed.Relay.ConnectAsync("svc");

@@ -33,7 +33,7 @@ public sealed class LossyPathTests
 
         using var lab = NetNamespaceLab.Create(2);
         lab.SetPathLoss(0, 20);
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         await using var bed = await EchoTestbed.StartAsync(backends, Policy, options: new EchoTestbedOptions
         {
             RelayPathSocketFactory = (path, placeholder) => lab.CreateSocket(lab.NamespaceA, NetNamespaceLab.AddressA(path), placeholder),

@@ -21,11 +21,7 @@ public sealed class SpliceTests
     [InlineData(2)]
     public async Task KillingThePrimaryMidStreamLosesNoSessionAndNoByte(int shadows)
     {
-        var backends = new List<BackendProcess>();
-        for (var i = 0; i < 3; i++)
-        {
-            backends.Add(await BackendProcess.StartSampleServerAsync($"s{i}"));
-        }
+        var backends = await BackendProcess.StartSampleServersAsync(3);
 
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", shadows.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
         const int Clients = 12;
@@ -76,7 +72,7 @@ public sealed class SpliceTests
     [Fact]
     public async Task DrainingAnEndpointMovesAllItsLiveSessions()
     {
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
         const int Clients = 200;
         var clients = Enumerable.Range(0, Clients).Select(i => new ScriptedClient(5000 + i, 8)).ToList();
@@ -188,7 +184,7 @@ public sealed class SpliceTests
     [Fact]
     public async Task AFailedTakeoverRollsBackToThePrimaryWithNoByteLostOrRepeated()
     {
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
         await bed.Relay.Http.PostAsync("/api/endpoints/b/drain", null);
         var client = new ScriptedClient(77, 40);
@@ -221,12 +217,7 @@ public sealed class SpliceTests
         // dies with a request unanswered, the agent must end the takeover connection at once: the
         // client waits for the answer and sends nothing more, so otherwise nobody notices until active
         // health checks fail, seconds later (and the splice's trigger is Health, not PrimaryFailure).
-        var backends = new List<BackendProcess>
-        {
-            await BackendProcess.StartSampleServerAsync("s0"),
-            await BackendProcess.StartSampleServerAsync("s1"),
-            await BackendProcess.StartSampleServerAsync("s2"),
-        };
+        var backends = await BackendProcess.StartSampleServersAsync(3);
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "2", StringComparison.Ordinal));
         using var socket = await bed.Relay.ConnectAsync("svc");
         using var stream = new NetworkStream(socket);
@@ -279,12 +270,7 @@ public sealed class SpliceTests
     [Fact]
     public async Task AnOperatorMigratesASessionToANamedEndpoint()
     {
-        var backends = new List<BackendProcess>
-        {
-            await BackendProcess.StartSampleServerAsync("s0"),
-            await BackendProcess.StartSampleServerAsync("s1"),
-            await BackendProcess.StartSampleServerAsync("s2"),
-        };
+        var backends = await BackendProcess.StartSampleServersAsync(3);
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "2", StringComparison.Ordinal));
         var client = new ScriptedClient(99, 30);
         using var socket = await bed.Relay.ConnectAsync("svc");
@@ -309,7 +295,7 @@ public sealed class SpliceTests
     [Fact]
     public async Task APlannedSpliceWithATailTheShadowHasNotAckedDeliversIdenticalBytes()
     {
-        var backends = new List<BackendProcess> { await BackendProcess.StartSampleServerAsync("s0"), await BackendProcess.StartSampleServerAsync("s1") };
+        var backends = await BackendProcess.StartSampleServersAsync(2);
         var held = new List<DroppingSocket>();
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal), options: new EchoTestbedOptions
         {

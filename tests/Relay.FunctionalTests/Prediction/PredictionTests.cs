@@ -23,11 +23,7 @@ public sealed class PredictionTests
     public async Task AnEndpointWhoseHostRunsHotHasItsSessionsMovedBeforeAnythingFails()
     {
         var cpu = new double[] { 5, 5, 5 };
-        var backends = new List<BackendProcess>();
-        for (var i = 0; i < 3; i++)
-        {
-            backends.Add(await BackendProcess.StartSampleServerAsync($"s{i}"));
-        }
+        var backends = await BackendProcess.StartSampleServersAsync(3);
 
         await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy, options: new EchoTestbedOptions
         {
