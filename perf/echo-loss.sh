@@ -28,6 +28,8 @@ Usage: perf/echo-loss.sh [options]   (as root)
   --seconds S       measured seconds (default 10), after --settle S (default 3)
   --interval T      the route's echo interval (default 5ms)
   --configuration C Release (default) or Debug builds of relay and relay-loadgen
+  --batch-loss      let a UDP GSO send cross the veth as one packet, so a drop takes the whole batch
+                    (default: the veths segment GSO sends, so loss is per datagram, as on a wire)
   --no-build        use the existing builds
   --keep-logs       keep the temporary directory with every process's log
   -h, --help        this text
@@ -47,6 +49,7 @@ interval=5ms
 configuration=Release
 build=1
 keep_logs=0
+batch_loss=0
 die() { echo "echo-loss.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -63,6 +66,7 @@ while [[ $# -gt 0 ]]; do
         --configuration) [[ $# -ge 2 && "$2" =~ ^(Release|Debug)$ ]] || die "--configuration is Release or Debug"; configuration="$2"; shift ;;
         --no-build) build=0 ;;
         --keep-logs) keep_logs=1 ;;
+        --batch-loss) batch_loss=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -102,7 +106,7 @@ fi
 [[ -x "$relay_bin" && -x "$loadgen_bin" ]] || die "relay or relay-loadgen missing (build them, or drop --no-build)"
 
 # The lab: namespaces, veth pairs 10.232.i.1 (A) <-> 10.232.i.2 (B), nftables counters and loss.
-log "namespaces $ns_a and $ns_b, $paths path(s), ${loss}% loss $([[ $both -eq 1 ]] && echo "both ways" || echo "relay -> agent")"
+log "namespaces $ns_a and $ns_b, $paths path(s), ${loss}% loss $([[ $both -eq 1 ]] && echo "both ways" || echo "relay -> agent") $([[ $batch_loss -eq 1 ]] && echo "per GSO batch" || echo "per datagram")"
 ip netns add "$ns_a"
 ip netns add "$ns_b"
 in_a ip link set lo up
@@ -113,6 +117,13 @@ for i in $(seq 0 $((paths - 1))); do
     ip link add "$va" netns "$ns_a" type veth peer name "$vb" netns "$ns_b"
     in_a ip addr add "10.232.$i.1/24" dev "$va"
     in_b ip addr add "10.232.$i.2/24" dev "$vb"
+    if [[ $batch_loss -eq 0 ]]; then
+        # A veth carries a UDP GSO send (one sendmsg, many datagrams) as one packet, and nftables
+        # would drop or keep the whole batch: burst loss no wire has. One segment per packet makes
+        # the kernel split the send before the veth, so each datagram is dropped on its own.
+        in_a ip link set "$va" gso_max_segs 1
+        in_b ip link set "$vb" gso_max_segs 1
+    fi
     in_a ip link set "$va" up
     in_b ip link set "$vb" up
     veths_a+="${veths_a:+, }\"$va\""; veths_b+="${veths_b:+, }\"$vb\""
@@ -244,7 +255,7 @@ for _ in $(seq 1 "$seconds"); do
 done
 read -r -a t1 <<<"$(snapshot)"
 sessions_json=$(admin /api/sessions || echo '[]')
-channel_json=$(admin /api/endpoints/b | grep -o '"channel":{[^}]*}[^}]*}' || echo '-')
+channel_json=$(admin /api/endpoints/b | python3 -c 'import json,sys; c=(json.load(sys.stdin).get("agent") or {}).get("channel"); print(json.dumps(c, separators=(",",":")) if c else "-")' 2>/dev/null || echo '-')
 kill -TERM "$lg" 2>/dev/null || true # (SIGINT is ignored by background jobs of a script)
 wait "$lg" || true
 lg_line=$( (grep -v '^{' "$work/loadgen.txt" || tail -1 "$work/loadgen.err") | tail -1 || true)

@@ -189,17 +189,27 @@ public sealed partial class MultipathChannel
         var raw = _batch.AsSpan(0, _batchLength);
         var compressedLength = _options.EnableCompression ? _compressor.TryCompress(raw, _compressed) : 0;
         var body = compressedLength > 0 ? _compressed.AsSpan(0, compressedLength) : raw;
-        var s = _shardBytes;
-        var k = (WireFormat.BlockHeaderBytes + body.Length + s - 1) / s;
+        // As few shards as the largest shard size allows, all of one size: a block pads at most k - 1
+        // bytes, and a small block (an ack, a digest) travels in small datagrams, not full-size ones.
+        var total = WireFormat.BlockHeaderBytes + body.Length;
+        var k = (total + _shardBytes - 1) / _shardBytes;
+        var s = (total + k - 1) / k;
         var live = CountLivePathsLocked();
-        var loss = _options.MinAssumedLoss;
+
+        // A shard's chance of loss is that of the path it is sent on, so the block sees the live paths'
+        // forecasts weighted by their shares (the max would price a clean path's shards at the lossy
+        // path's rate, and the max of two noisy estimates is biased upwards).
+        double weighted = 0, shares = 0;
         foreach (var path in _paths)
         {
             if (path.Alive)
             {
-                loss = Math.Max(loss, path.ForecastLoss);
+                weighted += path.Share * path.ForecastLoss;
+                shares += path.Share;
             }
         }
+
+        var loss = Math.Max(_options.MinAssumedLoss, shares > 0 ? weighted / shares : 0);
 
         var m = RedundancyPolicy.ChooseParity(k, loss, _options.TargetBlockFailure, _options.MinParityShards, _options.MaxParityShards, ProtectAgainstPathLossLocked() ? live : 1);
         var buffer = Rent((k + m) * s);
@@ -252,22 +262,25 @@ public sealed partial class MultipathChannel
     };
 
     /// <summary>
-    /// Called under the send lock when <paramref name="dead"/> is declared dead. It counts as a path
-    /// failure only if another path had a probe answered within two probe intervals: when every path
-    /// goes quiet together, the peer or this host stalled (a loaded machine does), and raising parity
-    /// for that would only cost bandwidth.
+    /// Called under the send lock once <paramref name="dead"/> has been dead for
+    /// <see cref="MultipathChannelOptions.PathFailureConfirmation"/>. It counts as a path failure (and
+    /// returns true) only if another path had a probe answered within two probe intervals: when every
+    /// path goes quiet together, the peer or this host stalled (a loaded machine does), and raising
+    /// parity for that would only cost bandwidth.
     /// </summary>
-    private void NotePathFailureLocked(PathState dead, long now)
+    private bool NotePathFailureLocked(PathState dead, long now)
     {
         var recent = MsToTicks(2 * _options.ProbeInterval.TotalMilliseconds);
         foreach (var path in _paths)
         {
-            if (path != dead && path.LastProbeAckTicks != 0 && now - path.LastProbeAckTicks <= recent)
+            if (path != dead && path.Alive && path.LastProbeAckTicks != 0 && now - path.LastProbeAckTicks <= recent)
             {
                 _lastPathFailureTicks = now;
-                return;
+                return true;
             }
         }
+
+        return false;
     }
 
     /// <summary>Releases an acknowledged block; a block sent once gives an RTT sample (RFC 6298 smoothing).</summary>

@@ -110,9 +110,15 @@ public sealed partial class MultipathChannel
                 {
                     path.Alive = false;
                     path.ConsecutiveAcks = 0;
-                    NotePathFailureLocked(path, now);
+                    path.DeadSinceTicks = now;
+                    path.DeathCounted = false;
                     Log.PathDead(_logger, path.Index, silentMs);
                 }
+            }
+
+            if (!path.Alive && !path.DeathCounted && ElapsedMs(path.DeadSinceTicks, now) >= _options.PathFailureConfirmation.TotalMilliseconds)
+            {
+                path.DeathCounted = NotePathFailureLocked(path, now);
             }
 
             if (now - path.LastProbeSentTicks >= probeTicks || path.LastProbeSentTicks == 0)

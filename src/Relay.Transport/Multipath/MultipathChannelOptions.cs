@@ -29,6 +29,13 @@ public sealed class MultipathChannelOptions
     /// </remarks>
     public PathLossParity PathLossParity { get; set; } = PathLossParity.AfterPathFailure;
 
+    /// <remarks>
+    /// How long a path must stay dead, while another path answers probes, to count as a path failure
+    /// for <see cref="PathLossParity.AfterPathFailure"/>: shorter silences are a busy peer or host,
+    /// not a failed path. Defaults to 1 s.
+    /// </remarks>
+    public TimeSpan PathFailureConfirmation { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <remarks>How long <see cref="PathLossParity.AfterPathFailure"/> keeps the raised parity after a path died. Defaults to 10 minutes.</remarks>
     public TimeSpan PathFailureMemory { get; set; } = TimeSpan.FromMinutes(10);
 
@@ -125,9 +132,9 @@ public sealed class MultipathChannelOptions
             errors.Add($"{nameof(TargetBlockFailure)} must be in (0, 1).");
         }
 
-        if (!Enum.IsDefined(PathLossParity) || PathFailureMemory < TimeSpan.Zero)
+        if (!Enum.IsDefined(PathLossParity) || PathFailureMemory < TimeSpan.Zero || PathFailureConfirmation < TimeSpan.Zero)
         {
-            errors.Add($"{nameof(PathLossParity)} must be Always, AfterPathFailure or Never, and {nameof(PathFailureMemory)} not negative.");
+            errors.Add($"{nameof(PathLossParity)} must be Always, AfterPathFailure or Never, and {nameof(PathFailureMemory)} and {nameof(PathFailureConfirmation)} not negative.");
         }
 
         if (TickInterval <= TimeSpan.Zero || ProbeInterval <= TimeSpan.Zero || MinRto <= TimeSpan.Zero || MaxRto < MinRto)

@@ -34,6 +34,8 @@ internal sealed class PathState
     public int ProbesSinceAck;
     public int ConsecutiveAcks;
     public bool Alive = true;
+    public long DeadSinceTicks;
+    public bool DeathCounted;
     public bool HasRtt;
     public double SrttMs;
     public double RttVarMs;

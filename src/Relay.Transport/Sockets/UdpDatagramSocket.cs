@@ -39,7 +39,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
 
     public IPEndPoint RemoteEndPoint { get; private set; }
 
-    /// <summary>The GSO segment size in force, or 0 when sends go one datagram per call.</summary>
+    /// <summary>The GSO segment size in force (the last one sent with), or 0 when sends go one datagram per call.</summary>
     public int GsoSegmentBytes => _gsoSegmentBytes;
 
     public bool ReceivesCoalesced => _gro;
@@ -157,6 +157,13 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
 
     public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentBytes, int count)
     {
+        // Blocks size their shards to their content, so the segment size changes from block to
+        // block: switching it costs one setsockopt, still far fewer calls than a send per datagram.
+        if (_gsoSegmentBytes != 0 && _gsoSegmentBytes != segmentBytes && count > 1)
+        {
+            SetSegmentBytes(segmentBytes);
+        }
+
         if (_gsoSegmentBytes != segmentBytes || count == 1)
         {
             var ok = true;
@@ -177,9 +184,28 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
             var start = first * segmentBytes;
             var length = Math.Min(n * segmentBytes, datagrams.Length - start);
             all &= Send(datagrams.Slice(start, length));
+            GsoSends++;
         }
 
         return all;
+    }
+
+    /// <summary>Sends that carried several datagrams through GSO (for tests and diagnostics).</summary>
+    public long GsoSends { get; private set; }
+
+    private void SetSegmentBytes(int segmentBytes)
+    {
+        try
+        {
+            Span<byte> value = stackalloc byte[sizeof(int)];
+            BitConverter.TryWriteBytes(value, segmentBytes);
+            _socket.SetRawSocketOption(SolUdp, UdpSegment, value);
+            _gsoSegmentBytes = segmentBytes;
+        }
+        catch (SocketException)
+        {
+            // It worked when GSO was turned on; if it fails now, the plain path below still sends.
+        }
     }
 
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)

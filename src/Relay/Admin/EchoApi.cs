@@ -302,7 +302,7 @@ internal static class EchoApi
         };
     }
 
-    /// <summary>The echo channel's counters (docs/transport.md): the block shape in use, repairs and drops by reason.</summary>
+    /// <summary>The echo channel's counters (docs/transport.md): the block shape in use, repairs, drops by reason, and each path's state.</summary>
     private static object ChannelView(Transport.Multipath.ChannelMetrics m) => new
     {
         dataShards = m.CurrentDataShards,
@@ -311,6 +311,16 @@ internal static class EchoApi
         fecRecoveredShards = m.FecRecoveredShards,
         retransmittedShards = m.RetransmittedShards,
         drops = m.Drops.Where(d => d.Value > 0).ToDictionary(d => d.Key.ToString(), d => d.Value),
+        paths = m.Paths.Select(p => new
+        {
+            path = p.Path,
+            alive = p.Alive,
+            rttMs = Math.Round(p.SrttMs, 3),
+            jitterMs = Math.Round(p.JitterMs, 3),
+            loss = Math.Round(p.LossRate, 4),
+            lossForecast = Math.Round(p.LossForecast, 4),
+            share = Math.Round(p.Share, 3),
+        }),
     };
 
     private sealed record MigrateRequest(string? Target);

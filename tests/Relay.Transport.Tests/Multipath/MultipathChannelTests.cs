@@ -120,6 +120,10 @@ public class MultipathChannelTests
         }
 
         Assert.False(pair.Client.GetMetrics().Paths[2].Alive);
+
+        // A path counts as failed once it has stayed dead for PathFailureConfirmation (1 s) while the
+        // others answer; shorter silences are a busy host.
+        await Task.Delay(TimeSpan.FromSeconds(1.5), TestContext.Current.CancellationToken);
         await pair.TransferAndVerifyAsync(600, 1000, 1400, _timeout);
         var after = pair.Client.GetMetrics();
         var shape = $"k+m {after.CurrentDataShards}+{after.CurrentParityShards} after path 2 died";
