@@ -6,17 +6,20 @@
 # splice, and starts the killed backend again (so the next round has a shadow there). Prints, over the
 # kills, the relay's blackout (from seeing the primary close to resuming on the shadow) and the
 # client-visible stall (the longest answer time around each kill), and checks the session's state.
-# Usage: perf/failover-stall.sh [--kills N] [--no-build] [--port-base P] [--keep-logs]
+# The restarted backend (a fresh .NET process, compiling its code) is given --settle seconds
+# (default 2) before the next kill, so that its start-up does not compete for the CPU with the next
+# failover. Usage: perf/failover-stall.sh [--kills N] [--settle S] [--no-build] [--port-base P] [--keep-logs]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; repo="$(cd "$here/.." && pwd)"
-kills=50; build=1; base=23150; keep=0
+kills=50; build=1; base=23150; keep=0; settle=2
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --kills) kills="$2"; shift ;;
         --no-build) build=0 ;;
         --port-base) base="$2"; shift ;;
         --keep-logs) keep=1 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --settle) settle="$2"; shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "failover-stall.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -38,9 +41,9 @@ JSON
 "$relay" --check-config "$work/relay.json" >/dev/null || { "$relay" --check-config "$work/relay.json"; exit 2; }
 "$relay" --config "$work/relay.json" --log-level ${RELAY_LOG_LEVEL:-information} >"$work/relay.log" 2>&1 & pids+=($!)
 : >"$work/backends"
-python3 - "$base" "$(cat "$work/token")" "$kills" "$relay" "$work" <<'PY'
+python3 - "$base" "$(cat "$work/token")" "$kills" "$relay" "$work" "$settle" <<'PY'
 import json, os, signal, socket, subprocess, sys, threading, time, urllib.request
-base, token, kills, relay, work = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+base, token, kills, relay, work, settle = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6])
 backends = {}
 def start(eid):
     port = base + (1 if eid == "a" else 2)
@@ -97,6 +100,7 @@ for i in range(kills):
     window = [lat for (t0, lat) in list(answers) if killed_at - 0.005 <= t0 <= killed_at + 0.2]
     stalls.append(max(window) * 1000 if window else float("nan"))
     start(primary)
+    time.sleep(settle)
 stop.set(); worker.join(5)
 moves = sent_moves[0]
 s.sendall(b"STATE\n"); state = f.readline().strip()

@@ -12,11 +12,22 @@ namespace Relay.Transport.Compression;
 /// <remarks>Not thread-safe: the channel compresses under its send lock.</remarks>
 internal sealed unsafe class BatchCompressor : IDisposable
 {
+    /// <summary>Most batches skipped after attempts that did not shrink (encrypted or compressed payloads).</summary>
+    public const int MaxSkip = 32;
+
+    private int _skip;
+    private int _skipped;
+
+    /// <summary>LZ4 attempts made (for tests and diagnostics).</summary>
+    public long Attempts { get; private set; }
 
     /// <summary>
     /// Compresses <paramref name="raw"/> into <paramref name="destination"/>; returns the compressed
     /// length, or 0 when the result would not be smaller than the input (send the batch raw).
-    /// Every call is an independent LZ4 block (no dictionary carried between calls).
+    /// Every call is an independent LZ4 block (no dictionary carried between calls). After a batch
+    /// that did not shrink, the next 1, 2, 4 ... up to <see cref="MaxSkip"/> batches go raw without
+    /// an attempt (a stream of incompressible data costs one attempt in 33 batches); a batch that
+    /// shrinks ends the back-off.
     /// </summary>
     public int TryCompress(ReadOnlySpan<byte> raw, Span<byte> destination)
     {
@@ -25,6 +36,21 @@ internal sealed unsafe class BatchCompressor : IDisposable
             return 0;
         }
 
+        if (_skipped < _skip)
+        {
+            _skipped++;
+            return 0;
+        }
+
+        _skipped = 0;
+        Attempts++;
+        var length = Compress(raw, destination);
+        _skip = length > 0 ? 0 : Math.Clamp(_skip * 2, 1, MaxSkip);
+        return length;
+    }
+
+    private static int Compress(ReadOnlySpan<byte> raw, Span<byte> destination)
+    {
         var limit = Math.Min(destination.Length, raw.Length - 1);
         int encoded;
         using var context = new Pubternal.FastContext();

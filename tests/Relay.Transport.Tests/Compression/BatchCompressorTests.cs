@@ -28,6 +28,36 @@ public class BatchCompressorTests
     }
 
     [Fact]
+    public void IncompressibleStream_BacksOffItsAttempts_AndACompressibleBatchAfterwardsStillShrinks()
+    {
+        using var compressor = new BatchCompressor();
+        var random = new Random(2);
+        var noise = new byte[4000];
+        for (var i = 0; i < 330; i++)
+        {
+            random.NextBytes(noise);
+            Assert.Equal(0, compressor.TryCompress(noise, new byte[4000]));
+        }
+
+        // 1 + 2 + 4 + 8 + 16 skipped after the first five failures, then one attempt in 33 batches.
+        Assert.InRange(compressor.Attempts, 10, 20);
+
+        var text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("SET key value\r\n", 300)));
+        var shrunk = 0;
+        for (var i = 0; i < BatchCompressor.MaxSkip + 1; i++)
+        {
+            shrunk = compressor.TryCompress(text, new byte[text.Length]);
+            if (shrunk > 0)
+            {
+                break;
+            }
+        }
+
+        Assert.True(shrunk > 0, "a compressible batch went raw for longer than the longest back-off");
+        Assert.True(compressor.TryCompress(text, new byte[text.Length]) > 0, "after a batch shrank, the next one is attempted at once");
+    }
+
+    [Fact]
     public void ReusedContext_EachBlockDecodesOnItsOwn()
     {
         using var compressor = new BatchCompressor();
