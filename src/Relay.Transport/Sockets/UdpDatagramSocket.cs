@@ -86,27 +86,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
     /// Turns on UDP GSO with <paramref name="segmentBytes"/> per datagram (Linux 4.18+). Returns false,
     /// and leaves sends one datagram per call, where the kernel or platform does not support it.
     /// </summary>
-    public bool TryEnableGso(int segmentBytes)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return false;
-        }
-
-        try
-        {
-            Span<byte> value = stackalloc byte[sizeof(int)];
-            BitConverter.TryWriteBytes(value, segmentBytes);
-            _socket.SetRawSocketOption(SolUdp, UdpSegment, value);
-            _gsoSegmentBytes = segmentBytes;
-            return true;
-        }
-        catch (SocketException)
-        {
-            // ENOPROTOOPT on kernels without GSO: the plain path works everywhere.
-            return false;
-        }
-    }
+    public bool TryEnableGso(int segmentBytes) => OperatingSystem.IsLinux() && TrySetSegmentBytes(segmentBytes);
 
     /// <summary>
     /// Turns on UDP GRO (Linux 5.0+): the kernel may hand over several same-size datagrams of one
@@ -161,7 +141,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
         // block: switching it costs one setsockopt, still far fewer calls than a send per datagram.
         if (_gsoSegmentBytes != 0 && _gsoSegmentBytes != segmentBytes && count > 1)
         {
-            SetSegmentBytes(segmentBytes);
+            TrySetSegmentBytes(segmentBytes);
         }
 
         if (_gsoSegmentBytes != segmentBytes || count == 1)
@@ -193,7 +173,11 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
     /// <summary>Sends that carried several datagrams through GSO (for tests and diagnostics).</summary>
     public long GsoSends { get; private set; }
 
-    private void SetSegmentBytes(int segmentBytes)
+    /// <summary>
+    /// Sets the UDP_SEGMENT size. False (and the size in force unchanged) where the kernel refuses:
+    /// ENOPROTOOPT without GSO; sends then go one datagram per call, which works everywhere.
+    /// </summary>
+    private bool TrySetSegmentBytes(int segmentBytes)
     {
         try
         {
@@ -201,10 +185,11 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
             BitConverter.TryWriteBytes(value, segmentBytes);
             _socket.SetRawSocketOption(SolUdp, UdpSegment, value);
             _gsoSegmentBytes = segmentBytes;
+            return true;
         }
         catch (SocketException)
         {
-            // It worked when GSO was turned on; if it fails now, the plain path below still sends.
+            return false;
         }
     }
 
