@@ -39,7 +39,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
 
     public IPEndPoint RemoteEndPoint { get; private set; }
 
-    /// <summary>The GSO segment size in force (the last one sent with), or 0 when sends go one datagram per call.</summary>
+    /// <summary>The largest GSO segment size sends may use, or 0 when sends go one datagram per call.</summary>
     public int GsoSegmentBytes => _gsoSegmentBytes;
 
     public bool ReceivesCoalesced => _gro;
@@ -86,7 +86,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
     /// Turns on UDP GSO with <paramref name="segmentBytes"/> per datagram (Linux 4.18+). Returns false,
     /// and leaves sends one datagram per call, where the kernel or platform does not support it.
     /// </summary>
-    public bool TryEnableGso(int segmentBytes) => OperatingSystem.IsLinux() && TrySetSegmentBytes(segmentBytes);
+    public bool TryEnableGso(int segmentBytes) => OperatingSystem.IsLinux() && Environment.Is64BitProcess && TrySetSegmentBytes(segmentBytes);
 
     /// <summary>
     /// Turns on UDP GRO (Linux 5.0+): the kernel may hand over several same-size datagrams of one
@@ -137,25 +137,14 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
 
     public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentBytes, int count)
     {
-        // Blocks size their shards to their content, so the segment size changes from block to
-        // block: switching it costs one setsockopt, still far fewer calls than a send per datagram.
-        if (_gsoSegmentBytes != 0 && _gsoSegmentBytes != segmentBytes && count > 1)
+        if (_gsoSegmentBytes == 0 || count == 1 || segmentBytes > _gsoSegmentBytes)
         {
-            TrySetSegmentBytes(segmentBytes);
+            return SendEach(datagrams, segmentBytes, count);
         }
 
-        if (_gsoSegmentBytes != segmentBytes || count == 1)
-        {
-            var ok = true;
-            for (var i = 0; i < count; i++)
-            {
-                var length = Math.Min(segmentBytes, datagrams.Length - (i * segmentBytes));
-                ok &= Send(datagrams.Slice(i * segmentBytes, length));
-            }
-
-            return ok;
-        }
-
+        // Blocks size their shards to their content, so the segment size travels with each call
+        // (a UDP_SEGMENT control message) rather than as a socket option: a plain send from another
+        // thread (an ack, a repair) is then never cut into pieces of some block's size.
         var perCall = Math.Min(MaxGsoSegments, MaxGsoBytes / segmentBytes);
         var all = true;
         for (var first = 0; first < count; first += perCall)
@@ -163,19 +152,78 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
             var n = Math.Min(perCall, count - first);
             var start = first * segmentBytes;
             var length = Math.Min(n * segmentBytes, datagrams.Length - start);
-            all &= Send(datagrams.Slice(start, length));
-            GsoSends++;
+            var slice = datagrams.Slice(start, length);
+            var sent = SendWithSegmentSize(slice, segmentBytes);
+            if (sent > 0)
+            {
+                GsoSends++;
+            }
+            else
+            {
+                // A full send buffer (EAGAIN) or a refusal: one datagram per call, which blocks as
+                // plain sends do, so the caller still feels the backpressure.
+                all &= sent == 0 && SendEach(slice, segmentBytes, n);
+            }
         }
 
         return all;
+    }
+
+    private bool SendEach(ReadOnlySpan<byte> datagrams, int segmentBytes, int count)
+    {
+        var ok = true;
+        for (var i = 0; i < count; i++)
+        {
+            var length = Math.Min(segmentBytes, datagrams.Length - (i * segmentBytes));
+            ok &= Send(datagrams.Slice(i * segmentBytes, length));
+        }
+
+        return ok;
     }
 
     /// <summary>Sends that carried several datagrams through GSO (for tests and diagnostics).</summary>
     public long GsoSends { get; private set; }
 
     /// <summary>
-    /// Sets the UDP_SEGMENT size. False (and the size in force unchanged) where the kernel refuses:
-    /// ENOPROTOOPT without GSO; sends then go one datagram per call, which works everywhere.
+    /// One sendmsg(2) with a UDP_SEGMENT control message: 1 when sent, 0 when the kernel asks to try
+    /// again (EAGAIN) or refuses this call, -1 when the socket is gone.
+    /// </summary>
+    private unsafe int SendWithSegmentSize(ReadOnlySpan<byte> datagrams, int segmentBytes)
+    {
+        // struct cmsghdr (len, level, type) then a u16, padded to CMSG_SPACE(2) = 24 bytes.
+        var control = stackalloc byte[24];
+        new Span<byte>(control, 24).Clear();
+        *(ulong*)control = 16 + sizeof(ushort);
+        *(int*)(control + 8) = SolUdp;
+        *(int*)(control + 12) = UdpSegment;
+        *(ushort*)(control + 16) = (ushort)segmentBytes;
+        try
+        {
+            fixed (byte* data = datagrams)
+            fixed (byte* name = _remote.Buffer.Span)
+            {
+                var iov = new IoVec { Base = data, Length = (nuint)datagrams.Length };
+                var header = new MessageHeader
+                {
+                    Name = name,
+                    NameLength = (uint)_remote.Size,
+                    Iov = &iov,
+                    IovLength = 1,
+                    Control = control,
+                    ControlLength = 24,
+                };
+                return sendmsg((int)_socket.Handle, &header, MsgDontWait) >= 0 ? 1 : 0;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return -1;
+        }
+    }
+
+    /// <summary>
+    /// Checks that the kernel takes UDP_SEGMENT (ENOPROTOOPT without GSO; sends then go one datagram
+    /// per call, which works everywhere), then clears it again: sizes go with each call.
     /// </summary>
     private bool TrySetSegmentBytes(int segmentBytes)
     {
@@ -183,6 +231,8 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
         {
             Span<byte> value = stackalloc byte[sizeof(int)];
             BitConverter.TryWriteBytes(value, segmentBytes);
+            _socket.SetRawSocketOption(SolUdp, UdpSegment, value);
+            BitConverter.TryWriteBytes(value, 0);
             _socket.SetRawSocketOption(SolUdp, UdpSegment, value);
             _gsoSegmentBytes = segmentBytes;
             return true;
@@ -286,6 +336,9 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
         public nuint ControlLength;
         public int Flags;
     }
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    private static unsafe partial nint sendmsg(int socket, MessageHeader* message, int flags);
 
     [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
     private static unsafe partial nint recvmsg(int socket, MessageHeader* message, int flags);

@@ -93,6 +93,40 @@ public class UdpLoopbackTests
     }
 
     [Fact]
+    public void Gso_APlainSendAfterSmallSegments_LeavesAsOneDatagram()
+    {
+        // The segment size belongs to the GSO call that used it: a later plain send (an ack, a repair
+        // of an older block with larger shards) must not be cut into pieces of that size.
+        using var receiver = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        receiver.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        receiver.ReceiveTimeout = 5000;
+        using var sender = UdpDatagramSocket.Bind(new IPEndPoint(IPAddress.Loopback, 0), (IPEndPoint)receiver.LocalEndPoint!);
+        if (!sender.TryEnableGso(1400))
+        {
+            Assert.Skip("UDP GSO (UDP_SEGMENT) is not supported by this kernel.");
+        }
+
+        var segments = new byte[3 * 200];
+        Random.Shared.NextBytes(segments);
+        Assert.True(sender.SendSegments(segments, 200, 3));
+        Assert.Equal(1, sender.GsoSends);
+        var large = new byte[1200];
+        Random.Shared.NextBytes(large);
+        Assert.True(sender.Send(large));
+        Assert.True(sender.SendSegments(large, 1200, 1));
+
+        var buffer = new byte[2048];
+        var sizes = new List<int>();
+        for (var i = 0; i < 5; i++)
+        {
+            var n = receiver.Receive(buffer);
+            sizes.Add(n);
+            var expected = i < 3 ? segments.AsSpan(i * 200, 200) : large;
+            Assert.True(buffer.AsSpan(0, n).SequenceEqual(expected), $"datagram {i}: {n} bytes, sizes so far {string.Join(",", sizes)}");
+        }
+    }
+
+    [Fact]
     public async Task GsoAndGro_CoalescedReceivesAreSplit_AndFramesArrive()
     {
         var (client, server) = SocketPairs(2);
