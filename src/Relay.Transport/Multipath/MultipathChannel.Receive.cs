@@ -92,6 +92,7 @@ public sealed partial class MultipathChannel
         {
             ReleaseReceived(block);
             _deliverBase++;
+            WakeTimerLocked();
         }
 
         return true;
@@ -281,6 +282,8 @@ public sealed partial class MultipathChannel
             {
                 sendAck = AcceptShardLocked(id, index, k, m, s, payload[WireFormat.DataShardHeaderBytes..]);
             }
+
+            WakeTimerLocked();
         }
 
         if (sendAck)

@@ -150,6 +150,7 @@ public sealed partial class MultipathChannel
         if (_batchLength == 0)
         {
             _batchStartTicks = NowTicks;
+            WakeTimerLocked();
         }
 
         BinaryPrimitives.WriteUInt16BigEndian(_batch.AsSpan(_batchLength), (ushort)frame.Length);

@@ -5,10 +5,23 @@ namespace Relay.Transport.Multipath;
 
 public sealed partial class MultipathChannel
 {
+    /// <summary>Quiet ticks in a row (nothing to flush, repair, NACK or ack) before the timer sleeps.</summary>
+    private const int IdleAfterQuietTicks = 25;
+
+    private readonly AsyncSignal _tickSignal = new();
+    private volatile bool _timerIdle;
+
+    /// <summary>Ticks the timer loop ran (for tests: an idle channel ticks at the probe interval).</summary>
+    internal long TimerWakeups { get; private set; }
+
+    /// <summary>True while the timer sleeps for want of work.</summary>
+    internal bool TimerIdle => _timerIdle;
+
     private async Task TimerLoopAsync()
     {
         var token = _shutdown.Token;
         using var timer = new PeriodicTimer(_options.TickInterval, _time);
+        var quietTicks = 0;
         try
         {
             while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
@@ -18,7 +31,21 @@ public sealed partial class MultipathChannel
                     continue;
                 }
 
-                OnTick();
+                TimerWakeups++;
+                quietTicks = OnTick() ? 0 : quietTicks + 1;
+                if (quietTicks >= IdleAfterQuietTicks)
+                {
+                    // An idle channel (a shadow with nothing to echo, an agent between sessions) ticks
+                    // at the probe interval instead of every TickInterval: a tick is a thread-pool
+                    // wake-up, and a thousand of them a second cost an idle relay a tenth of a core.
+                    // After a sleep that ended for a probe, one quiet tick is enough to sleep again.
+                    // The periodic timer itself is stopped meanwhile: it would still fire (and wake the
+                    // runtime's timer thread) every TickInterval with nobody waiting for its ticks.
+                    timer.Period = Timeout.InfiniteTimeSpan;
+                    var woken = await SleepWhileIdleAsync(token).ConfigureAwait(false);
+                    timer.Period = _options.TickInterval;
+                    quietTicks = woken ? 0 : IdleAfterQuietTicks - 1;
+                }
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -31,9 +58,73 @@ public sealed partial class MultipathChannel
         }
     }
 
-    /// <summary>One tick: flush a lingering batch, retransmit on timeout, probe, detect dead paths, NACK, ack.</summary>
-    internal void OnTick()
+    /// <summary>
+    /// Sleeps until the next probe is due or until <see cref="WakeTimerLocked"/> reports work (true).
+    /// The flag is raised before the work is re-checked under each lock, and work is published under
+    /// the same locks before the flag is read, so a wake-up is never missed.
+    /// </summary>
+    private async Task<bool> SleepWhileIdleAsync(CancellationToken token)
     {
+        var wake = _tickSignal.WaitAsync();
+        _timerIdle = true;
+        Interlocked.MemoryBarrier();
+        bool busy;
+        long nextProbeTicks = long.MaxValue;
+        lock (_sendLock)
+        {
+            busy = SendWorkPendingLocked();
+            foreach (var path in _paths)
+            {
+                nextProbeTicks = Math.Min(nextProbeTicks, path.LastProbeSentTicks);
+            }
+        }
+
+        if (!busy)
+        {
+            lock (_recvLock)
+            {
+                busy = ReceiveWorkPendingLocked();
+            }
+        }
+
+        if (!busy)
+        {
+            var sleepMs = Math.Clamp(
+                ElapsedMs(NowTicks, nextProbeTicks + MsToTicks(_options.ProbeInterval.TotalMilliseconds)),
+                _options.TickInterval.TotalMilliseconds,
+                _options.ProbeInterval.TotalMilliseconds);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
+            var delay = Task.Delay(TimeSpan.FromMilliseconds(sleepMs), _time, stop.Token);
+            busy = await Task.WhenAny(wake, delay).ConfigureAwait(false) == wake;
+            stop.Cancel();
+            token.ThrowIfCancellationRequested();
+        }
+
+        _timerIdle = false;
+        return busy;
+    }
+
+    /// <summary>Called under either lock after it published work the timer must look after.</summary>
+    private void WakeTimerLocked()
+    {
+        if (_timerIdle)
+        {
+            _tickSignal.Set();
+        }
+    }
+
+    private bool SendWorkPendingLocked() => _batchLength > 0 || !AllAckedLocked();
+
+    private bool ReceiveWorkPendingLocked() =>
+        _ackPending || _cumulative <= _highestSeen || (_highestSeen >= 0 && _lastAdvertisedWindow != _deliverBase + _received.Length);
+
+    /// <summary>
+    /// One tick: flush a lingering batch, retransmit on timeout, probe, detect dead paths, NACK, ack.
+    /// Returns false when the channel had nothing to do beyond probing.
+    /// </summary>
+    internal bool OnTick()
+    {
+        bool busy;
         var now = NowTicks;
         double nackDelayMs;
         lock (_sendLock)
@@ -56,6 +147,7 @@ public sealed partial class MultipathChannel
 
             ProbeLocked(now);
             nackDelayMs = Math.Max(1.0, 1.25 * SmoothedRttMsLocked());
+            busy = SendWorkPendingLocked();
         }
 
         Span<byte> nack = stackalloc byte[_options.MaxDatagramBytes - WireFormat.OverheadBytes];
@@ -64,7 +156,10 @@ public sealed partial class MultipathChannel
         bool sendAck;
         lock (_recvLock)
         {
+            // Measured before the ack below clears what it reports; a keep-alive ack alone is not work.
+            busy |= ReceiveWorkPendingLocked();
             nackLength = BuildNackLocked(nack, now, MsToTicks(nackDelayMs));
+            busy |= nackLength > 0;
             sendAck = _highestSeen >= 0 &&
                 (_ackPending || _lastAdvertisedWindow != _deliverBase + _received.Length || ElapsedMs(_lastAckTicks, now) >= 20);
             if (sendAck)
@@ -94,6 +189,8 @@ public sealed partial class MultipathChannel
         {
             _windowSignal.Set();
         }
+
+        return busy;
     }
 
     private void ProbeLocked(long now)

@@ -127,6 +127,35 @@ public class UdpLoopbackTests
     }
 
     [Fact]
+    public async Task AnIdleChannel_TicksAtTheProbeInterval_AndWakesForNewFrames()
+    {
+        var (client, server) = SocketPairs(2);
+        await using var pair = new ChannelPair(new MultipathChannelOptions(), client, server);
+        await pair.TransferAndVerifyAsync(500, 16, 1400, TimeSpan.FromSeconds(30));
+
+        // Once everything is acked, both ends stop ticking every 2 ms.
+        var ct = TestContext.Current.CancellationToken;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!(pair.Client.TimerIdle && pair.Server.TimerIdle) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, ct);
+        }
+
+        Assert.True(pair.Client.TimerIdle && pair.Server.TimerIdle, "the channel never went idle");
+        var (clientBefore, serverBefore) = (pair.Client.TimerWakeups, pair.Server.TimerWakeups);
+        await Task.Delay(1000, ct);
+        var clientTicks = pair.Client.TimerWakeups - clientBefore;
+        var serverTicks = pair.Server.TimerWakeups - serverBefore;
+
+        // 20 probes a second; at 2 ms ticks it would be 500. Generous for a loaded machine.
+        Assert.True(clientTicks < 100 && serverTicks < 100, $"idle ticks in 1 s: client {clientTicks}, server {serverTicks}");
+
+        // New frames wake it: they arrive, and the paths stay alive through the idle time.
+        await pair.TransferAndVerifyAsync(500, 16, 1400, TimeSpan.FromSeconds(30));
+        Assert.All(pair.Client.GetMetrics().Paths, p => Assert.True(p.Alive, $"path {p.Path} died while idle"));
+    }
+
+    [Fact]
     public async Task GsoAndGro_CoalescedReceivesAreSplit_AndFramesArrive()
     {
         var (client, server) = SocketPairs(2);
