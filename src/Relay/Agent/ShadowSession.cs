@@ -37,7 +37,9 @@ internal sealed class ShadowSession : IDisposable
     private readonly MessageStream _output;
     private readonly DigestComparer _comparer;
     private readonly RetainedOutput _retained = new();
-    private readonly Pipe _input = new(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
+    // The reader runs inline on the flush (the echo receive loop): a batch goes to the backend without a
+    // thread-pool hand-off per session per shipment.
+    private readonly Pipe _input = new(new PipeOptions(readerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _forwardReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Socket? _backend;
