@@ -19,6 +19,7 @@ internal sealed class AgentLink : IAsyncDisposable
     private readonly EchoManager _manager;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<long, ShadowLink> _shadows = new();
+    private readonly SemaphoreSlim _shipWake = new(0, 1);
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _spareGate = new(1, 1);
     private Task? _run;
@@ -78,7 +79,32 @@ internal sealed class AgentLink : IAsyncDisposable
 
     public void Start() => _run = Task.Run(() => RunAsync(_stop.Token));
 
-    public bool Register(ShadowLink shadow) => _shadows.TryAdd(shadow.Session.Id, shadow);
+    public bool Register(ShadowLink shadow)
+    {
+        if (!_shadows.TryAdd(shadow.Session.Id, shadow))
+        {
+            return false;
+        }
+
+        // Wakes a ship loop that sleeps for want of shadows.
+        if (_shipWake.CurrentCount == 0)
+        {
+            try
+            {
+                _shipWake.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+                // Another registration woke it first.
+            }
+            catch (ObjectDisposedException)
+            {
+                // The link is gone; its shadows are being lost with it.
+            }
+        }
+
+        return true;
+    }
 
     private async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -299,7 +325,16 @@ internal sealed class AgentLink : IAsyncDisposable
             var wait = MaxShipWait;
             while (!cancellationToken.IsCancellationRequested)
             {
-                await Task.Delay(wait, time, cancellationToken).ConfigureAwait(false);
+                if (_shadows.IsEmpty)
+                {
+                    // Nothing to ship: sleep until a shadow registers (or a second passes, to notice a closed channel).
+                    await _shipWake.WaitAsync(IdleShipWait, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await Task.Delay(wait, time, cancellationToken).ConfigureAwait(false);
+                }
+
                 if (channel.IsClosed)
                 {
                     return "the echo channel closed";
@@ -339,6 +374,7 @@ internal sealed class AgentLink : IAsyncDisposable
 
     private static readonly TimeSpan MinShipWait = TimeSpan.FromMilliseconds(1);
     private static readonly TimeSpan MaxShipWait = TimeSpan.FromMilliseconds(20);
+    private static readonly TimeSpan IdleShipWait = TimeSpan.FromSeconds(1);
 
     /// <summary>How early a shadow may ship so that it joins a pass made for another: a quarter of its interval, at most 2 ms.</summary>
     private static TimeSpan ShipSlack(TimeSpan interval) => interval / 4 < TimeSpan.FromMilliseconds(2) ? interval / 4 : TimeSpan.FromMilliseconds(2);
@@ -538,6 +574,7 @@ internal sealed class AgentLink : IAsyncDisposable
 
         _manager.Metrics.AgentConnected.RemoveLabelled(Endpoint.Id);
         _stop.Dispose();
+        _shipWake.Dispose();
     }
 }
 
