@@ -68,6 +68,13 @@ public static class RelayProgram
 
         if (args.Length > 0 && args[0] == "agent")
         {
+            // The agent shares its host with a backend: idle thread-pool workers sleep at once rather
+            // than spin in sched_yield for work that rarely comes (set before the pool starts a worker).
+            if (Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") is null)
+            {
+                AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0);
+            }
+
             return await Relay.Agent.AgentCommandLine.MainAsync(args[1..]).ConfigureAwait(false);
         }
 
