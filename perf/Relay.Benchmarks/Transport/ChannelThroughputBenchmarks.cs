@@ -52,6 +52,7 @@ public class ChannelThroughputBenchmarks
             TransferAsync().GetAwaiter().GetResult();
         }
 
+        // Tier-1 code is compiled on a background thread after that delay: let it land before measuring.
         Thread.Sleep(200);
 
         // "One core's worth": frames per CPU-second of this process (sender and receiver together),

@@ -86,7 +86,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
     /// Turns on UDP GSO with <paramref name="segmentBytes"/> per datagram (Linux 4.18+). Returns false,
     /// and leaves sends one datagram per call, where the kernel or platform does not support it.
     /// </summary>
-    public bool TryEnableGso(int segmentBytes) => OperatingSystem.IsLinux() && Environment.Is64BitProcess && TrySetSegmentBytes(segmentBytes);
+    public bool TryEnableGso(int segmentBytes) => OperatingSystem.IsLinux() && Environment.Is64BitProcess && TryProbeGso(segmentBytes);
 
     /// <summary>
     /// Turns on UDP GRO (Linux 5.0+): the kernel may hand over several same-size datagrams of one
@@ -225,7 +225,7 @@ public sealed partial class UdpDatagramSocket : IDatagramSocket
     /// Checks that the kernel takes UDP_SEGMENT (ENOPROTOOPT without GSO; sends then go one datagram
     /// per call, which works everywhere), then clears it again: sizes go with each call.
     /// </summary>
-    private bool TrySetSegmentBytes(int segmentBytes)
+    private bool TryProbeGso(int segmentBytes)
     {
         try
         {

@@ -345,10 +345,14 @@ internal sealed class AgentLink : IAsyncDisposable
                 // thousand sessions at 10 ms cost a hundred passes a second.
                 var sent = false;
                 wait = MaxShipWait;
+                var passStart = time.GetTimestamp();
                 foreach (var shadow in _shadows.Values)
                 {
                     sent |= await ShipAsync(channel, shadow, frame, entries, cancellationToken).ConfigureAwait(false);
-                    var dueIn = shadow.Session.Policy.Interval - time.GetElapsedTime(shadow.LastShipTimestamp);
+
+                    // Measured from the pass's start: a shadow shipped later in the pass looks due a little
+                    // later than it is, which only errs towards the next pass.
+                    var dueIn = shadow.Session.Policy.Interval - time.GetElapsedTime(shadow.LastShipTimestamp, passStart);
                     wait = dueIn < wait ? dueIn : wait;
                 }
 
