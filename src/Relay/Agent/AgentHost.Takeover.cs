@@ -21,6 +21,21 @@ public sealed partial class AgentHost
         try
         {
             var message = await control.ReceiveAsync(_stop.Token).ConfigureAwait(false);
+            if (message is not null && EchoWire.TryReadTakeoverPrepare(message, out var preparedRelay, out var preparedSession))
+            {
+                // A planned takeover is coming: check it can run and say so. The relay pauses the session
+                // only after this answer, so this round trip is not in the blackout; it wakes this agent
+                // for the TAKEOVER that follows (EchoManager.PrepareTakeoverAsync).
+                if (FindTakeoverSession(preparedRelay, preparedSession, out _) is { } problem)
+                {
+                    await RefuseAsync(control, preparedRelay, preparedSession, problem).ConfigureAwait(false);
+                    return;
+                }
+
+                await control.SendAsync(EchoWire.TakeoverPrepared(), _stop.Token).ConfigureAwait(false);
+                message = await control.ReceiveAsync(_stop.Token).ConfigureAwait(false);
+            }
+
             if (message is null)
             {
                 return;
@@ -34,13 +49,7 @@ public sealed partial class AgentHost
             }
 
             var started = Stopwatch.GetTimestamp();
-            if (!_registry.TryGetValue((request.RelayId, request.SessionId), out var session))
-            {
-                await RefuseAsync(control, request.RelayId, request.SessionId, $"agent {Options.Id} holds no shadow of session {request.SessionId} of relay {request.RelayId}").ConfigureAwait(false);
-                return;
-            }
-
-            if (session.TakeoverObstacle() is { } obstacle)
+            if (FindTakeoverSession(request.RelayId, request.SessionId, out var session) is { } obstacle)
             {
                 await RefuseAsync(control, request.RelayId, request.SessionId, obstacle).ConfigureAwait(false);
                 return;
@@ -132,6 +141,17 @@ public sealed partial class AgentHost
         {
             await control.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The shadow a takeover names, or why it cannot be taken over.</summary>
+    private string? FindTakeoverSession(long relayId, long sessionId, out ShadowSession session)
+    {
+        if (!_registry.TryGetValue((relayId, sessionId), out session!))
+        {
+            return $"agent {Options.Id} holds no shadow of session {sessionId} of relay {relayId}";
+        }
+
+        return session.TakeoverObstacle();
     }
 
     /// <summary>Reads the TakeoverTail messages and applies the bytes beyond the shadow's applied offset; returns a problem or null.</summary>

@@ -15,12 +15,14 @@ internal enum EchoMessageType : byte
     Hello = 1,
     Takeover = 2,
     TakeoverTail = 3,
+    TakeoverPrepare = 4,
 
     // Control connection, agent -> relay.
     HelloOk = 16,
     Refused = 17,
     TakeoverOk = 18,
     Heartbeat = 19,
+    TakeoverPrepared = 20,
 
     // Echo channel, relay -> agent.
     Open = 32,
@@ -354,6 +356,37 @@ internal static class EchoWire
         return request.InOffset >= 0 && request.Delivered >= 0 && request.TailStart >= 0 && request.TailLength >= 0
             && request.TailStart + request.TailLength == request.InOffset;
     }
+
+    /// <summary>
+    /// Announces a planned takeover of a session before the relay pauses it, so that the agent is awake
+    /// (and checked that it can take the session) when the TAKEOVER comes.
+    /// </summary>
+    public static byte[] TakeoverPrepare(long relayId, long sessionId)
+    {
+        var message = new byte[17];
+        message[0] = (byte)EchoMessageType.TakeoverPrepare;
+        BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(1), relayId);
+        BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(9), sessionId);
+        return message;
+    }
+
+    public static bool TryReadTakeoverPrepare(ReadOnlySpan<byte> message, out long relayId, out long sessionId)
+    {
+        relayId = sessionId = 0;
+        if (message.Length != 17 || message[0] != (byte)EchoMessageType.TakeoverPrepare)
+        {
+            return false;
+        }
+
+        relayId = BinaryPrimitives.ReadInt64BigEndian(message[1..]);
+        sessionId = BinaryPrimitives.ReadInt64BigEndian(message[9..]);
+        return true;
+    }
+
+    /// <summary>The agent holds the prepared session's shadow and waits, awake, for the TAKEOVER.</summary>
+    public static byte[] TakeoverPrepared() => [(byte)EchoMessageType.TakeoverPrepared];
+
+    public static bool IsTakeoverPrepared(ReadOnlySpan<byte> message) => message.Length == 1 && message[0] == (byte)EchoMessageType.TakeoverPrepared;
 
     /// <summary>A chunk of the takeover's log tail: the message type, then the bytes.</summary>
     public static byte[] TakeoverTail(ReadOnlySpan<byte> chunk) => [(byte)EchoMessageType.TakeoverTail, .. chunk];

@@ -133,8 +133,10 @@ public sealed class AgentTests : IAsyncLifetime
         await WaitUntilAsync(() => _agent.ShadowSessions == 0, "the spliced session to end");
     }
 
-    [Fact]
-    public async Task RawTakeover_CutsAtAByteOffset()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RawTakeover_CutsAtAByteOffset(bool prepared)
     {
         await using var relay = await FakeRelay.ConnectAsync(_agent.ControlEndPoint, s_psk, RelayId);
         var input = Encoding.UTF8.GetBytes("HELLO\nMOVE 1 2\nSTATE\n");
@@ -150,6 +152,15 @@ public sealed class AgentTests : IAsyncLifetime
         await using (control)
         {
             var ct = TestContext.Current.CancellationToken;
+            if (prepared)
+            {
+                // A planned splice announces itself before the relay pauses the session.
+                await control.SendAsync(EchoWire.TakeoverPrepare(RelayId, 8), ct);
+                var ready = await control.ReceiveAsync(ct).AsTask().WaitAsync(FakeRelay.Timeout, ct);
+                Assert.NotNull(ready);
+                Assert.True(EchoWire.IsTakeoverPrepared(ready), Describe(ready));
+            }
+
             await control.SendAsync(EchoWire.Takeover(new TakeoverRequest(RelayId, 8, input.Length, 13, false, input.Length, 0)), ct);
             var answer = await control.ReceiveAsync(ct).AsTask().WaitAsync(FakeRelay.Timeout, ct);
             Assert.NotNull(answer);
@@ -173,6 +184,21 @@ public sealed class AgentTests : IAsyncLifetime
 
         Assert.Equal(1, _agent.TakeoversRefused);
         Assert.True(_log.Has("TakeoverRefused"));
+    }
+
+    [Fact]
+    public async Task PrepareOfAnUnknownSession_IsRefusedWithASentence()
+    {
+        var (socket, control) = await OpenTakeoverAsync();
+        using (socket)
+        await using (control)
+        {
+            await control.SendAsync(EchoWire.TakeoverPrepare(RelayId, 998), TestContext.Current.CancellationToken);
+            var reason = await ExpectRefusedAsync(control);
+            Assert.Equal("agent game-b holds no shadow of session 998 of relay 42", reason);
+        }
+
+        Assert.Equal(1, _agent.TakeoversRefused);
     }
 
     [Fact]

@@ -48,6 +48,10 @@ public sealed class EchoWireTests
         var takeover = new TakeoverRequest(1, 2, 300, 4, true, 250, 50);
         Assert.True(EchoWire.TryReadTakeover(EchoWire.Takeover(takeover), out var takeoverBack));
         Assert.Equal(takeover, takeoverBack);
+        Assert.True(EchoWire.TryReadTakeoverPrepare(EchoWire.TakeoverPrepare(7, 8), out var preparedRelay, out var preparedSession));
+        Assert.Equal((7L, 8L), (preparedRelay, preparedSession));
+        Assert.True(EchoWire.IsTakeoverPrepared(EchoWire.TakeoverPrepared()));
+        Assert.False(EchoWire.TryReadTakeover(EchoWire.TakeoverPrepare(7, 8), out _));
         Assert.True(EchoWire.TryReadTakeoverOk(EchoWire.TakeoverOk(99), out var cut));
         Assert.Equal(99, cut);
         Assert.True(EchoWire.TryReadRefused(EchoWire.Refused("unknown session 2"), out var refused));
@@ -76,7 +80,7 @@ public sealed class EchoWireTests
             var span = buffer.AsSpan(0, length);
             if (length > 0)
             {
-                span[0] = (byte)(random.Next(2) == 0 ? random.Next(256) : new[] { 1, 2, 16, 17, 18, 19, 32, 33, 34, 35, 48, 49 }[random.Next(12)]);
+                span[0] = (byte)(random.Next(2) == 0 ? random.Next(256) : new[] { 1, 2, 3, 4, 16, 17, 18, 19, 20, 32, 33, 34, 35, 48, 49 }[random.Next(15)]);
             }
 
             _ = EchoWire.TryReadOpen(span, out _);
@@ -97,6 +101,8 @@ public sealed class EchoWireTests
             _ = EchoWire.TryReadRefused(span, out _);
             _ = EchoWire.TryReadTakeover(span, out _);
             _ = EchoWire.TryReadTakeoverOk(span, out _);
+            _ = EchoWire.TryReadTakeoverPrepare(span, out _, out _);
+            _ = EchoWire.IsTakeoverPrepared(span);
             _ = EchoWire.TryReadHeartbeat(span, out _);
         }
     }

@@ -10,6 +10,9 @@ using Relay.L4;
 
 namespace Relay.Echo.Splice;
 
+/// <summary>A takeover connection on which the agent answered TAKEOVER_PREPARE for <see cref="Shadow"/>.</summary>
+internal sealed record PreparedTakeover(ShadowLink Shadow, TakeoverConnection Connection);
+
 /// <summary>The result of one TAKEOVER round: the agent's connection, or why none took over.</summary>
 /// <remarks><paramref name="Tried"/>: the agent links whose spare connection the round used; <see cref="EchoManager.RefillSpares"/> replaces them.</remarks>
 internal readonly record struct TakeoverResult(ConnectionContext? Upstream, ShadowLink? Shadow, string? Failure, long TailBytes, IReadOnlyList<AgentLink> Tried);
@@ -384,18 +387,91 @@ public sealed class EchoManager : IAsyncDisposable
 
     // ---- splice ----
 
-    /// <summary>TAKEOVER on the best Ready shadow (or the target), then the next; the pumps are paused.</summary>
-    internal async Task<TakeoverResult> TakeoverAsync(SplicedSession spliced, EndpointState? target, SpliceTrigger trigger)
+    /// <summary>The Ready shadows a takeover may use (only the target's, when given), best first.</summary>
+    private List<ShadowLink> TakeoverCandidates(EchoSession echo, EndpointState? target)
     {
-        var echo = spliced.Echo;
-        var shadows = echo.Shadows;
         var now = Time.GetTimestamp();
-        var candidates = shadows
+        return echo.Shadows
             .Where(s => s.DetachedReason is null && s.State == ShadowState.Ready && s.Agent.Connected && (target is null || ReferenceEquals(s.Endpoint, target)))
             .OrderBy(s => s.Endpoint.IsAvailable(now) && !_notices.ContainsKey(s.Endpoint.Id) ? 0 : 1)
             .ThenBy(s => s.Snapshot().LagBytes)
             .ThenBy(s => s.Agent.RttMs ?? double.MaxValue)
             .ToList();
+    }
+
+    /// <summary>
+    /// Before a planned splice pauses the session: a TAKEOVER_PREPARE to the best candidate's agent on a
+    /// takeover connection, answered once the agent has checked that it can take the session. Returns
+    /// that connection, or null (no candidate, or the agent did not agree: the splice then runs as
+    /// without it, and the TAKEOVER reports why).
+    /// </summary>
+    /// <remarks>
+    /// The round trip is spent while the session still flows. It wakes the agent's threads and CPU,
+    /// and the TAKEOVER that follows within a few tens of microseconds finds them awake: on this
+    /// project's VM an idle vCPU takes 100-250 µs to wake for a loopback packet (22 µs round trip
+    /// between two busy CPUs, 166 µs when the receiving one idled for 2 ms), and that wake-up was
+    /// most of a planned splice's blackout. Busy-waiting for the TAKEOVER on the agent (or for the OK
+    /// on the relay) was measured too and not kept: with relay and agent on two shared cores it made
+    /// the p90 blackout worse (docs/benchmarks.md).
+    /// </remarks>
+    internal async Task<PreparedTakeover?> PrepareTakeoverAsync(SplicedSession spliced, EndpointState? target)
+    {
+        var echo = spliced.Echo;
+        var candidates = TakeoverCandidates(echo, target);
+        if (candidates.Count == 0)
+        {
+            return null;
+        }
+
+        var shadow = candidates[0];
+        using var timeout = new CancellationTokenSource(_runtime.Snapshot.Config.Echo.TakeoverTimeout);
+        TakeoverConnection? connection = null;
+        try
+        {
+            connection = await shadow.Agent.TakeTakeoverConnectionAsync(timeout.Token).ConfigureAwait(false);
+            await connection.Control.SendAsync(EchoWire.TakeoverPrepare(RelayId, echo.Id), timeout.Token).ConfigureAwait(false);
+            var answer = await connection.Control.ReceiveAsync(timeout.Token).ConfigureAwait(false);
+            if (answer is not null && EchoWire.IsTakeoverPrepared(answer))
+            {
+                return new PreparedTakeover(shadow, connection);
+            }
+
+            SpliceLog.PrepareDeclined(_logger, echo.Id, shadow.Endpoint.Id, answer is null ? "the agent closed the connection" : EchoWire.TryReadRefused(answer, out var refused) ? $"refused: {refused}" : "the agent's answer is malformed");
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException)
+        {
+            SpliceLog.PrepareDeclined(_logger, echo.Id, shadow.Endpoint.Id, ex.Message);
+        }
+
+        if (connection is not null)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+
+        shadow.Agent.RefillSpareLater();
+        return null;
+    }
+
+    /// <summary>TAKEOVER on the best Ready shadow (or the target), then the next; the pumps are paused.</summary>
+    internal async Task<TakeoverResult> TakeoverAsync(SplicedSession spliced, EndpointState? target, SpliceTrigger trigger, PreparedTakeover? prepared)
+    {
+        var echo = spliced.Echo;
+        var shadows = echo.Shadows;
+        var candidates = TakeoverCandidates(echo, target);
+        var tried = new List<AgentLink>(candidates.Count + 1);
+        if (prepared is not null && candidates.Remove(prepared.Shadow))
+        {
+            // The prepared agent is awake and expects this session: try it first.
+            candidates.Insert(0, prepared.Shadow);
+        }
+        else if (prepared is not null)
+        {
+            // Its shadow is no longer a candidate (it left Ready since): the connection goes unused.
+            await prepared.Connection.DisposeAsync().ConfigureAwait(false);
+            tried.Add(prepared.Shadow.Agent);
+            prepared = null;
+        }
+
         if (candidates.Count == 0)
         {
             var states = shadows.Length == 0 ? "the session has no shadow" : "no Ready shadow (" + string.Join(", ", shadows.Select(s => $"{s.Endpoint.Id}: {s.State}, {s.Snapshot().Reason}")) + ")";
@@ -404,15 +480,15 @@ public sealed class EchoManager : IAsyncDisposable
                 states = $"no Ready shadow on {target.Id}; {states}";
             }
 
-            return new TakeoverResult(null, null, states, 0, []);
+            return new TakeoverResult(null, null, states, 0, tried);
         }
 
         var failures = new List<string>();
-        var tried = new List<AgentLink>(candidates.Count);
         foreach (var shadow in candidates)
         {
             tried.Add(shadow.Agent);
-            var (upstream, failure, tail) = await TryTakeoverAsync(echo, shadow).ConfigureAwait(false);
+            var connection = ReferenceEquals(shadow, prepared?.Shadow) ? prepared!.Connection : null;
+            var (upstream, failure, tail) = await TryTakeoverAsync(echo, shadow, connection).ConfigureAwait(false);
             if (upstream is not null)
             {
                 echo.RemoveShadow(shadow, "it took the session over");
@@ -436,15 +512,15 @@ public sealed class EchoManager : IAsyncDisposable
         }
     }
 
-    private async Task<(ConnectionContext? Upstream, string? Failure, long TailBytes)> TryTakeoverAsync(EchoSession echo, ShadowLink shadow)
+    private async Task<(ConnectionContext? Upstream, string? Failure, long TailBytes)> TryTakeoverAsync(EchoSession echo, ShadowLink shadow, TakeoverConnection? prepared)
     {
         var timeoutAfter = _runtime.Snapshot.Config.Echo.TakeoverTimeout;
         using var timeout = new CancellationTokenSource(timeoutAfter);
-        TakeoverConnection? connection = null;
+        var connection = prepared;
         var log = echo.Log;
         try
         {
-            connection = await shadow.Agent.TakeTakeoverConnectionAsync(timeout.Token).ConfigureAwait(false);
+            connection ??= await shadow.Agent.TakeTakeoverConnectionAsync(timeout.Token).ConfigureAwait(false);
             var tailStart = Math.Min(log.Acked(shadow.Slot), log.Length);
             if (tailStart < log.Start)
             {

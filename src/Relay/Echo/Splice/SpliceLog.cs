@@ -46,4 +46,7 @@ internal static partial class SpliceLog
 
     [LoggerMessage(1326, LogLevel.Warning, "Endpoint {Endpoint} posted an interruption notice: it goes away at {At:O}", EventName = "InterruptionNotice")]
     public static partial void InterruptionNotice(ILogger logger, string endpoint, DateTimeOffset at);
+
+    [LoggerMessage(1327, LogLevel.Debug, "Session {SessionId}: endpoint {Endpoint} did not prepare the takeover ({Reason}); the splice goes on without it", EventName = "PrepareDeclined")]
+    public static partial void PrepareDeclined(ILogger logger, long sessionId, string endpoint, string reason);
 }

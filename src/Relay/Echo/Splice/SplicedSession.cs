@@ -101,7 +101,16 @@ internal sealed class SplicedSession
             await Task.Delay(1).ConfigureAwait(false);
         }
 
-        return await StartPlannedSplice(trigger, target).ConfigureAwait(false);
+        // Then wake the agent that will take over and let it check the shadow, still before the pause.
+        var prepared = await _manager.PrepareTakeoverAsync(this, target).ConfigureAwait(false);
+        var outcome = StartPlannedSplice(trigger, target, prepared, out var started);
+        if (!started && prepared is not null)
+        {
+            await prepared.Connection.DisposeAsync().ConfigureAwait(false);
+            prepared.Shadow.Agent.RefillSpareLater();
+        }
+
+        return await outcome.ConfigureAwait(false);
     }
 
     private bool IsCaughtUp(EndpointState? target)
@@ -133,7 +142,8 @@ internal sealed class SplicedSession
         return !anyReady;
     }
 
-    private Task<SpliceOutcome> StartPlannedSplice(SpliceTrigger trigger, EndpointState? target)
+    /// <summary>Starts a planned splice; <paramref name="started"/> is false when <paramref name="prepared"/> was not taken (another splice runs, or the session ends).</summary>
+    private Task<SpliceOutcome> StartPlannedSplice(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, out bool started)
     {
         int generation;
         lock (_stateLock)
@@ -141,12 +151,13 @@ internal sealed class SplicedSession
             generation = _generation;
         }
 
-        return BeginSplice(trigger, target, primaryFailed: false, generation, out var task) ? task : Task.FromResult(SpliceOutcome.NotRun(Endpoint.Id, "the session is ending"));
+        return BeginSplice(trigger, target, prepared, primaryFailed: false, generation, out var task, out started) ? task : Task.FromResult(SpliceOutcome.NotRun(Endpoint.Id, "the session is ending"));
     }
 
     /// <summary>Starts a splice unless one runs already or the upstream it is about has been replaced.</summary>
-    private bool BeginSplice(SpliceTrigger trigger, EndpointState? target, bool primaryFailed, int generation, out Task<SpliceOutcome> task)
+    private bool BeginSplice(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, bool primaryFailed, int generation, out Task<SpliceOutcome> task, out bool started)
     {
+        started = false;
         lock (_stateLock)
         {
             if (primaryFailed && generation == _generation)
@@ -175,14 +186,15 @@ internal sealed class SplicedSession
             }
 
             _pauseRequested = true;
-            _splicing = Task.Run(() => SpliceCoreAsync(trigger, target));
+            _splicing = Task.Run(() => SpliceCoreAsync(trigger, target, prepared));
+            started = true;
             Volatile.Write(ref _lastSplice, _splicing);
             task = _splicing;
             return true;
         }
     }
 
-    private async Task<SpliceOutcome> SpliceCoreAsync(SpliceTrigger trigger, EndpointState? target)
+    private async Task<SpliceOutcome> SpliceCoreAsync(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared)
     {
         var time = _manager.Time;
         var started = time.GetTimestamp();
@@ -203,7 +215,7 @@ internal sealed class SplicedSession
         await Task.WhenAll(inParked, outParked).ConfigureAwait(false);
 
         // 2-3. TAKEOVER on the best Ready shadow, then the next.
-        var result = await _manager.TakeoverAsync(this, target, trigger).ConfigureAwait(false);
+        var result = await _manager.TakeoverAsync(this, target, trigger, prepared).ConfigureAwait(false);
         var (upstream, shadow) = (result.Upstream, result.Shadow);
         var resume = (upstream is not null && shadow is not null) || !_primaryFailed;
         if (upstream is not null && shadow is not null)
@@ -302,7 +314,7 @@ internal sealed class SplicedSession
             }
         }
 
-        if (!BeginSplice(SpliceTrigger.PrimaryFailure, null, primaryFailed: true, generation, out _))
+        if (!BeginSplice(SpliceTrigger.PrimaryFailure, null, prepared: null, primaryFailed: true, generation, out _, out _))
         {
             // Stale: that upstream was already replaced; carry on with the new one.
             lock (_stateLock)
