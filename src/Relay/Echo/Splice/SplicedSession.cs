@@ -155,9 +155,16 @@ internal sealed class SplicedSession
     }
 
     /// <summary>Starts a splice unless one runs already or the upstream it is about has been replaced.</summary>
+    /// <remarks>
+    /// The blackout is timed from here, where the pumps are asked to pause. A planned splice then runs
+    /// on the caller's thread up to its first wait: that thread has just read the agent's
+    /// TakeoverPrepared and is awake, where a hop to the thread pool would wake another one inside the
+    /// blackout. A failover starts on the thread pool, since its caller is a pump that must park first.
+    /// </remarks>
     private bool BeginSplice(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, bool primaryFailed, int generation, out Task<SpliceOutcome> task, out bool started)
     {
         started = false;
+        Task<Task<SpliceOutcome>> core;
         lock (_stateLock)
         {
             if (primaryFailed && generation == _generation)
@@ -186,18 +193,29 @@ internal sealed class SplicedSession
             }
 
             _pauseRequested = true;
-            _splicing = Task.Run(() => SpliceCoreAsync(trigger, target, prepared));
+            var pausedAt = _manager.Time.GetTimestamp();
+            core = new Task<Task<SpliceOutcome>>(() => SpliceCoreAsync(trigger, target, prepared, pausedAt));
+            _splicing = core.Unwrap();
             started = true;
             Volatile.Write(ref _lastSplice, _splicing);
             task = _splicing;
-            return true;
         }
+
+        if (primaryFailed)
+        {
+            core.Start(TaskScheduler.Default);
+        }
+        else
+        {
+            core.RunSynchronously(TaskScheduler.Default);
+        }
+
+        return true;
     }
 
-    private async Task<SpliceOutcome> SpliceCoreAsync(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared)
+    private async Task<SpliceOutcome> SpliceCoreAsync(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, long started)
     {
         var time = _manager.Time;
-        var started = time.GetTimestamp();
         var old = Upstream;
         var from = Endpoint;
 
