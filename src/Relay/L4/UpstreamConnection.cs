@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
@@ -47,9 +48,26 @@ internal sealed class UpstreamConnection : ConnectionContext
     {
         _socket = socket;
         _pipeOptions = pipeOptions;
-        RemoteEndPoint = socket.RemoteEndPoint;
-        LocalEndPoint = socket.LocalEndPoint;
+        RemoteEndPoint = EndPointOf(socket, remote: true);
+        LocalEndPoint = EndPointOf(socket, remote: false);
         ConnectionId = $"upstream-{socket.Handle}";
+    }
+
+    /// <summary>
+    /// The socket's address, or null when the peer already reset the connection: getpeername fails
+    /// with ENOTCONN for a connect that landed in a dying listener's backlog. That connection then
+    /// fails on its first read or write, as a reset, like any other.
+    /// </summary>
+    private static EndPoint? EndPointOf(Socket socket, bool remote)
+    {
+        try
+        {
+            return remote ? socket.RemoteEndPoint : socket.LocalEndPoint;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
