@@ -160,6 +160,7 @@ internal static class EchoApi
         interval = DurationParser.Format(policy.Interval),
         retention = policy.RetentionBytes,
         maxLagBytes = policy.MaxLagBytes,
+        maxOutputLag = policy.MaxOutputLag,
         ackTimeout = DurationParser.Format(policy.AckTimeout),
         redundancyFloor = policy.RedundancyFloor,
         zoneDiversity = policy.ZoneDiversity,

@@ -69,7 +69,7 @@ public static partial class ConfigLoader
                 return null;
             }
 
-            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "ackTimeout", "redundancyFloor", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover", "stateScope");
+            reader.CheckKeys(element, path, "codec", "shadows", "interval", "retention", "maxLagBytes", "maxOutputLag", "ackTimeout", "redundancyFloor", "zoneDiversity", "maxMessageBytes", "uncomparedResponses", "failover", "stateScope");
             var interval = reader.Duration(element, path, "interval", RelayDefaults.EchoInterval);
             if (interval < TimeSpan.FromMilliseconds(1) || interval > TimeSpan.FromSeconds(60))
             {
@@ -86,6 +86,7 @@ public static partial class ConfigLoader
                 Interval = interval,
                 RetentionBytes = reader.Size(element, path, "retention", RelayDefaults.EchoRetentionBytes, 64 * 1024, 1L << 34),
                 MaxLagBytes = reader.Size(element, path, "maxLagBytes", RelayDefaults.EchoMaxLagBytes, 1, 1L << 34),
+                MaxOutputLag = element.TryGetProperty("maxOutputLag", out _) ? reader.Int(element, path, "maxOutputLag", 0, 0, int.MaxValue) : null,
                 AckTimeout = reader.Duration(element, path, "ackTimeout", RelayDefaults.EchoAckTimeout),
                 RedundancyFloor = reader.Int(element, path, "redundancyFloor", 1, 0, 8),
                 ZoneDiversity = reader.Bool(element, path, "zoneDiversity", true),

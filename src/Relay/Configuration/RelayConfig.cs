@@ -242,6 +242,13 @@ public sealed record EchoPolicyConfig
     /// <summary>A shadow further behind than this is Syncing, not Ready.</summary>
     public long MaxLagBytes { get; init; } = RelayDefaults.EchoMaxLagBytes;
 
+    /// <summary>
+    /// A shadow whose output trails what the primary delivered by more than this (messages with a
+    /// message codec, bytes with raw) is Syncing, not Ready; 0 turns the check off. Null: 1,024
+    /// messages, or <see cref="MaxLagBytes"/> bytes with the raw codec.
+    /// </summary>
+    public long? MaxOutputLag { get; init; }
+
     /// <summary>A shadow without acks for this long is Lost.</summary>
     public TimeSpan AckTimeout { get; init; } = RelayDefaults.EchoAckTimeout;
 

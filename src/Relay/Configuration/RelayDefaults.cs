@@ -76,5 +76,8 @@ public static class RelayDefaults
 
     public const long EchoMaxLagBytes = 64 * 1024;
 
+    /// <summary>With a message codec: a shadow whose output trails the primary's by more messages is not Ready.</summary>
+    public const long EchoMaxOutputLagMessages = 1024;
+
     public static readonly TimeSpan EchoAckTimeout = TimeSpan.FromSeconds(3);
 }

@@ -18,16 +18,20 @@ internal enum ShadowState : byte
 
 /// <summary>The part of an echo policy a tracker enforces.</summary>
 /// <param name="MaxLagBytes">Ready needs the shadow within this many input bytes of the log's end.</param>
-/// <param name="MaxLagMessages">With a message codec, also within this many request messages; 0 turns the check off.</param>
+/// <param name="MaxOutputLag">
+/// Ready also needs the shadow's output within this many units of what the primary delivered (messages
+/// with a message codec, bytes with raw): a takeover waits for the shadow's output to reach
+/// <c>delivered</c> inside the blackout, so a shadow still replaying history is not Ready. 0 turns the check off.
+/// </param>
 /// <param name="AckTimeout">Lost after this long without an ack.</param>
-internal sealed record ShadowPolicy(long MaxLagBytes, long MaxLagMessages, TimeSpan AckTimeout)
+internal sealed record ShadowPolicy(long MaxLagBytes, long MaxOutputLag, TimeSpan AckTimeout)
 {
     public static ShadowPolicy Default { get; } = new(64 * 1024, 0, TimeSpan.FromSeconds(3));
 
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfNegative(MaxLagBytes, nameof(MaxLagBytes));
-        ArgumentOutOfRangeException.ThrowIfNegative(MaxLagMessages, nameof(MaxLagMessages));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxOutputLag, nameof(MaxOutputLag));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AckTimeout, TimeSpan.Zero, nameof(AckTimeout));
     }
 }
@@ -40,7 +44,7 @@ internal enum ShadowReason : byte
 {
     AwaitingFirstAck,
     LagBytes,
-    LagMessages,
+    OutputLag,
     CaughtUp,
     CaughtUpDigestsPending,
     DigestDiverged,
@@ -85,7 +89,7 @@ internal sealed class ShadowSessionTracker
     {
         ShadowReason.AwaitingFirstAck => "waiting for the shadow's first ack",
         ShadowReason.LagBytes => $"behind the log by {LagBytes} bytes (bound {_policy.MaxLagBytes})",
-        ShadowReason.LagMessages => $"behind the log by {LagMessages} messages (bound {_policy.MaxLagMessages})",
+        ShadowReason.OutputLag => $"its output is {OutputLag} behind the primary's delivered {Delivered} (bound {_policy.MaxOutputLag})",
         ShadowReason.CaughtUp => "within the lag bound and every compared digest matched",
         ShadowReason.CaughtUpDigestsPending => "within the lag bound; its output is still catching up with the primary's digests",
         ShadowReason.DigestDiverged => DivergedIndex >= 0
@@ -100,7 +104,8 @@ internal sealed class ShadowSessionTracker
 
     public long LogBytes { get; private set; }
 
-    public long LogMessages { get; private set; }
+    /// <summary>What the primary delivered to the client: messages with a message codec, bytes with raw.</summary>
+    public long Delivered { get; private set; }
 
     public long AckedBytes { get; private set; }
 
@@ -108,7 +113,8 @@ internal sealed class ShadowSessionTracker
 
     public long LagBytes => Math.Max(0, LogBytes - AckedBytes);
 
-    public long LagMessages => Math.Max(0, LogMessages - AckedMessages);
+    /// <summary>How far the shadow's output (<see cref="AckedMessages"/>, in the unit of <see cref="Delivered"/>) trails the primary's.</summary>
+    public long OutputLag => Math.Max(0, Delivered - AckedMessages);
 
     public DigestStatus Digests { get; private set; } = DigestStatus.Match;
 
@@ -117,11 +123,11 @@ internal sealed class ShadowSessionTracker
 
     public TimeSpan SinceLastAck => _time.GetElapsedTime(_lastAckTimestamp);
 
-    /// <summary>The log grew (the pump appended): lag is measured against this.</summary>
-    public bool OnLogAdvanced(long logBytes, long logMessages)
+    /// <summary>The log grew (the pump appended) and the primary delivered more: lags are measured against these.</summary>
+    public bool OnLogAdvanced(long logBytes, long delivered)
     {
         LogBytes = Math.Max(LogBytes, logBytes);
-        LogMessages = Math.Max(LogMessages, logMessages);
+        Delivered = Math.Max(Delivered, delivered);
         return Evaluate();
     }
 
@@ -199,9 +205,9 @@ internal sealed class ShadowSessionTracker
             return (ShadowState.Syncing, ShadowReason.LagBytes);
         }
 
-        if (_policy.MaxLagMessages > 0 && LagMessages > _policy.MaxLagMessages)
+        if (_policy.MaxOutputLag > 0 && OutputLag > _policy.MaxOutputLag)
         {
-            return (ShadowState.Syncing, ShadowReason.LagMessages);
+            return (ShadowState.Syncing, ShadowReason.OutputLag);
         }
 
         return (ShadowState.Ready, Digests == DigestStatus.Pending ? ShadowReason.CaughtUpDigestsPending : ShadowReason.CaughtUp);

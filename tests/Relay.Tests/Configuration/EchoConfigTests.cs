@@ -25,6 +25,8 @@ public sealed class EchoConfigTests
         var policy = config.Routes["r"].Echo!;
         Assert.Equal((EchoCodec.Resp, 2, TimeSpan.FromMilliseconds(10), 8L << 20, 1, EchoStateScope.Connection), (policy.Codec, policy.Shadows, policy.Interval, policy.RetentionBytes, policy.UncomparedResponses, policy.StateScope));
         Assert.Equal((65536L, TimeSpan.FromSeconds(3), true, 1, true), (policy.MaxLagBytes, policy.AckTimeout, policy.ZoneDiversity, policy.RedundancyFloor, policy.Failover));
+        Assert.Null(policy.MaxOutputLag);
+        Assert.Equal(16L, Parse("""{ "codec": "lines", "maxOutputLag": 16 }""").Config!.Routes["r"].Echo!.MaxOutputLag);
         Assert.Equal("/run/relay/echo.psk", config.Echo.PskFile);
         Assert.Equal(2, config.Echo.Paths.Length);
         Assert.Equal(Relay.Transport.Multipath.PathLossParity.AfterPathFailure, config.Echo.PathLossParity);
@@ -49,10 +51,10 @@ public sealed class EchoConfigTests
     [Fact]
     public void EveryEchoProblemNamesItsKey()
     {
-        var result = Parse("""{ "codec": "xml", "shadows": 9, "interval": "2m", "retention": "lots", "ackTimeout": "500ms", "maxMessageBytes": 1048576, "stateScope": "global", "redundancyFloor": -1, "sahdows": 1 }""");
+        var result = Parse("""{ "codec": "xml", "shadows": 9, "interval": "2m", "retention": "lots", "ackTimeout": "500ms", "maxMessageBytes": 1048576, "stateScope": "global", "redundancyFloor": -1, "maxOutputLag": -5, "sahdows": 1 }""");
         Assert.False(result.IsValid);
         var errors = string.Join("\n", result.Errors);
-        foreach (var key in new[] { "routes.r.echo.codec", "routes.r.echo.shadows", "routes.r.echo.interval", "routes.r.echo.retention", "routes.r.echo.stateScope", "routes.r.echo.redundancyFloor", "routes.r.echo.sahdows" })
+        foreach (var key in new[] { "routes.r.echo.codec", "routes.r.echo.shadows", "routes.r.echo.interval", "routes.r.echo.retention", "routes.r.echo.stateScope", "routes.r.echo.redundancyFloor", "routes.r.echo.maxOutputLag", "routes.r.echo.sahdows" })
         {
             Assert.Contains(key, errors, StringComparison.Ordinal);
         }

@@ -128,7 +128,7 @@ public class EchoSpliceSimulationTests
             }
 
             log.Ack(shadowId, shadowApplied);
-            tracker.OnLogAdvanced(log.Length, log.Messages);
+            tracker.OnLogAdvanced(log.Length, output.Messages);
             tracker.OnAck(log.Acked(shadowId), 0, comparer.Compare(), comparer.DivergedIndex);
             time.Advance(TimeSpan.FromMilliseconds(10));
         }

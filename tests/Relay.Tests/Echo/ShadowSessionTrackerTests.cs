@@ -5,7 +5,7 @@ namespace Relay.Tests.Echo;
 
 public class ShadowSessionTrackerTests
 {
-    private static readonly ShadowPolicy Policy = new(MaxLagBytes: 1000, MaxLagMessages: 10, AckTimeout: TimeSpan.FromSeconds(2));
+    private static readonly ShadowPolicy Policy = new(MaxLagBytes: 1000, MaxOutputLag: 10, AckTimeout: TimeSpan.FromSeconds(2));
 
     [Fact]
     public void ANewShadow_IsSyncing_UntilItsFirstAck_ThenReady()
@@ -22,7 +22,7 @@ public class ShadowSessionTrackerTests
     }
 
     [Fact]
-    public void LagOverTheBound_InBytesOrMessages_IsSyncing()
+    public void LagOverTheBound_InInputBytesOrOutput_IsSyncing()
     {
         var tracker = new ShadowSessionTracker(Policy, new FakeTimeProvider());
         tracker.OnAck(0, 0, DigestStatus.Match);
@@ -36,9 +36,15 @@ public class ShadowSessionTrackerTests
         Assert.True(tracker.OnAck(900, 1, DigestStatus.Match));
         Assert.Equal(ShadowState.Ready, tracker.State);
 
+        // All input applied, but the shadow's output is 11 behind what the primary delivered (a shadow
+        // replaying history): a takeover would wait for it inside the blackout, so it is not Ready.
         Assert.True(tracker.OnLogAdvanced(1000, 12));
         Assert.Equal(ShadowState.Syncing, tracker.State);
-        Assert.Contains("11 messages", tracker.Reason, StringComparison.Ordinal);
+        Assert.Equal(ShadowReason.OutputLag, tracker.ReasonKind);
+        Assert.Contains("its output is 11 behind the primary's delivered 12", tracker.Reason, StringComparison.Ordinal);
+
+        Assert.True(tracker.OnAck(1000, 12, DigestStatus.Pending));
+        Assert.Equal(ShadowState.Ready, tracker.State);
     }
 
     [Fact]

@@ -60,7 +60,7 @@ internal sealed class EchoSession : IDisposable
         // and one the ring dropped before shipping is skipped, never counted as a match.
         Digests = new DigestLog(1024);
         Output = new MessageStream(MessageFramer.Create(options, StreamDirection.Response), Digests);
-        TrackerPolicy = new ShadowPolicy(policy.MaxLagBytes, 0, policy.AckTimeout);
+        TrackerPolicy = new ShadowPolicy(policy.MaxLagBytes, policy.MaxOutputLag ?? (Codec == MessageCodec.Raw ? policy.MaxLagBytes : RelayDefaults.EchoMaxOutputLagMessages), policy.AckTimeout);
     }
 
     public long Id { get; }
@@ -335,7 +335,7 @@ internal sealed class ShadowLink
         lock (_gate)
         {
             var log = Session.Log;
-            var changed = Tracker.OnLogAdvanced(log.Length, log.Messages);
+            var changed = Tracker.OnLogAdvanced(log.Length, Session.Delivered);
             if (agentAlive && DetachedReason is null && Tracker.AckedBytes >= log.Length && Tracker.State != ShadowState.Diverged)
             {
                 changed |= Tracker.OnAck(Tracker.AckedBytes, Tracker.AckedMessages, Tracker.Digests, Tracker.DivergedIndex);
