@@ -436,9 +436,9 @@ public sealed class EchoManager : IAsyncDisposable
                 return new PreparedTakeover(shadow, connection);
             }
 
-            SpliceLog.PrepareDeclined(_logger, echo.Id, shadow.Endpoint.Id, answer is null ? "the agent closed the connection" : EchoWire.TryReadRefused(answer, out var refused) ? $"refused: {refused}" : "the agent's answer is malformed");
+            SpliceLog.PrepareDeclined(_logger, echo.Id, shadow.Endpoint.Id, DescribeRefusal(answer));
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException)
+        catch (Exception ex) when (IsTakeoverConnectionFailure(ex))
         {
             SpliceLog.PrepareDeclined(_logger, echo.Id, shadow.Endpoint.Id, ex.Message);
         }
@@ -556,12 +556,12 @@ public sealed class EchoManager : IAsyncDisposable
                 return (upstream, null, request.TailLength);
             }
 
-            var why = answer is null ? "the agent closed the connection" : EchoWire.TryReadRefused(answer, out var refused) ? $"refused: {refused}" : "the agent's answer is malformed";
+            var why = DescribeRefusal(answer);
             Metrics.Takeovers.WithLabels(shadow.Endpoint.Id, "refused").Inc();
             await connection.DisposeAsync().ConfigureAwait(false);
             return (null, why, 0);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException)
+        catch (Exception ex) when (IsTakeoverConnectionFailure(ex))
         {
             var timedOut = ex is OperationCanceledException;
             Metrics.Takeovers.WithLabels(shadow.Endpoint.Id, timedOut ? "timeout" : "error").Inc();
@@ -573,6 +573,14 @@ public sealed class EchoManager : IAsyncDisposable
             return (null, timedOut ? $"no answer within {DurationParser.Format(timeoutAfter)}" : ex.Message, 0);
         }
     }
+
+    /// <summary>What a takeover connection's failure looks like: the attempt fails, the session carries on.</summary>
+    private static bool IsTakeoverConnectionFailure(Exception ex) =>
+        ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or ObjectDisposedException;
+
+    /// <summary>Why an agent's answer on a takeover connection was not the one asked for.</summary>
+    private static string DescribeRefusal(byte[]? answer) =>
+        answer is null ? "the agent closed the connection" : EchoWire.TryReadRefused(answer, out var refused) ? $"refused: {refused}" : "the agent's answer is malformed";
 
     internal void OnSpliced(SplicedSession spliced, EndpointState from, ShadowLink shadow, SpliceTrigger trigger, double blackoutMs, long tailBytes)
     {
