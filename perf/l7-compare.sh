@@ -22,8 +22,7 @@ Usage: perf/l7-compare.sh [options]
   --relay-bin PATH    run this relay executable instead of the worktree's Release build (a copy
                       of an older build, say, to compare two versions one run after the other;
                       the worktree is still built unless --no-build)
-  --relay-env K=V     extra environment for the relay (repeatable; the relay always gets
-                      DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0, see the comment in the script)
+  --relay-env K=V     extra environment for the relay (repeatable)
   --mirror-concurrency N  copies in flight to the shadow (route mirror.concurrency, default 64)
   --port-base N       first of the 7 loopback ports used (default 21400)
   --out FILE          also write the table to FILE
@@ -43,10 +42,9 @@ connections=64
 threads=2
 pin=1
 build=1
-# The relay runs pinned to one shared CPU: the thread pool's spin-wait becomes sched_yield() calls
-# (2.6 per request under strace here) that hand the CPU to other processes; turning it off gave
-# 9.2-9.6k vs 3.3-8.0k requests/s in alternating 5 s runs of Relay L7 alone.
-relay_env=(DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)
+# The relay turns the thread pool's spin-wait off itself (docs/operations.md, "Tuning"); this script
+# used to set DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 for it.
+relay_env=()
 port_base=21400
 mirror_concurrency=64
 out_file=""

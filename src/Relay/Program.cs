@@ -53,6 +53,21 @@ public static class RelayProgram
         Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
         """;
 
+    /// <summary>
+    /// Idle thread-pool workers sleep at once rather than spin in <c>sched_yield</c> for work that
+    /// rarely comes: the L4 data path runs on the socket engine's thread, so pool work is the echo
+    /// transport's timers and datagrams, a few thousand items a second. Spinning for them cost the
+    /// relay a context switch per echoed request and the agent most of its CPU (docs/benchmarks.md,
+    /// session 12). An operator's <c>DOTNET_ThreadPool_UnfairSemaphoreSpinLimit</c> wins.
+    /// </summary>
+    private static void QuietIdleThreadPoolWorkers()
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") is null)
+        {
+            AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0);
+        }
+    }
+
     public static async Task<int> Main(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
@@ -66,15 +81,10 @@ public static class RelayProgram
             return Relay.PredictEval.Program.Main(args[1..]);
         }
 
+        // Set before the pool starts a worker, in both modes.
+        QuietIdleThreadPoolWorkers();
         if (args.Length > 0 && args[0] == "agent")
         {
-            // The agent shares its host with a backend: idle thread-pool workers sleep at once rather
-            // than spin in sched_yield for work that rarely comes (set before the pool starts a worker).
-            if (Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") is null)
-            {
-                AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0);
-            }
-
             return await Relay.Agent.AgentCommandLine.MainAsync(args[1..]).ConfigureAwait(false);
         }
 
