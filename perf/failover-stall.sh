@@ -109,6 +109,7 @@ def q(values, p):
 if blackouts:
     print(f"{len(blackouts)} of {kills} kills failed over")
     print(f"relay blackout (primary close seen -> resumed on the shadow): p50 {q(blackouts, .5):.3f} ms, p90 {q(blackouts, .9):.3f} ms, p99 {q(blackouts, .99):.3f} ms, max {max(blackouts):.3f} ms")
+    print(f"first kill {blackouts[0]:.3f} ms; five longest: {', '.join(f'{b:.3f}' for b in sorted(blackouts)[-5:])} ms (kills {', '.join(str(i + 1) for i in sorted(range(len(blackouts)), key=lambda i: blackouts[i])[-5:])})")
     print(f"client-visible stall (longest answer around each kill):      p50 {q(stalls, .5):.3f} ms, p90 {q(stalls, .9):.3f} ms, p99 {q(stalls, .99):.3f} ms, max {max(stalls):.3f} ms")
     normal = [lat * 1000 for (_, lat) in answers]
     print(f"every answer ({len(normal)}):                                  p50 {q(normal, .5):.3f} ms, p99 {q(normal, .99):.3f} ms")

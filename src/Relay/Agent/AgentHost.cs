@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using Relay.Echo;
+using Relay.Hosting;
 using Relay.Transport.Control;
 using Relay.Transport.Multipath;
 
@@ -108,6 +109,12 @@ public sealed partial class AgentHost : IAsyncDisposable
         var host = new AgentHost(options, loggerFactory);
         host._acceptLoop = Task.Run(host.AcceptLoopAsync, CancellationToken.None);
         AgentLog.Started(host._logger, options.Id, host.ControlEndPoint, host.BackendText);
+
+        // A takeover should not be the first caller of the code it runs (docs/agent.md).
+        _ = CodeWarmup.StartInBackground(
+            (methods, took) => AgentLog.TakeoverPathCompiled(host._logger, methods, took.TotalMilliseconds),
+            typeof(AgentHost), typeof(ShadowSession), typeof(EchoConnection), typeof(RetainedOutput), typeof(EchoWire),
+            typeof(ControlChannel), typeof(AgentLog));
         return Task.FromResult(host);
     }
 

@@ -58,4 +58,7 @@ internal static partial class AgentLog
 
     [LoggerMessage(1233, LogLevel.Warning, "Takeover connection from {Remote} failed", EventName = "TakeoverConnectionFailed")]
     public static partial void TakeoverConnectionFailed(ILogger logger, EndPoint? remote, Exception exception);
+
+    [LoggerMessage(1234, LogLevel.Debug, "Compiled {Methods} method(s) of the shadow and takeover path ahead of use in {Milliseconds:F0} ms", EventName = "TakeoverPathCompiled")]
+    public static partial void TakeoverPathCompiled(ILogger logger, int methods, double milliseconds);
 }

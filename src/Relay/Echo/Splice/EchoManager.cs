@@ -6,6 +6,7 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
 using Relay.Configuration;
+using Relay.Hosting;
 using Relay.L4;
 
 namespace Relay.Echo.Splice;
@@ -36,6 +37,7 @@ public sealed class EchoManager : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private byte[] _psk = [];
     private Task? _watch;
+    private int _splicePathCompiled;
 
     internal EchoManager(RelayRuntime runtime, UpstreamConnector connector, ILoggerFactory loggerFactory)
     {
@@ -171,6 +173,17 @@ public sealed class EchoManager : IAsyncDisposable
         if (!Enabled)
         {
             return;
+        }
+
+        if (config.Routes.Values.Any(r => r.Echo is not null) && Interlocked.Exchange(ref _splicePathCompiled, 1) == 0)
+        {
+            // Once, when the first echoed route appears (at start or on a reload): a failover should
+            // not be the first caller of the code it runs.
+            _ = CodeWarmup.StartInBackground(
+                (methods, took) => SpliceLog.SplicePathCompiled(_logger, methods, took.TotalMilliseconds),
+                typeof(SplicedSession), typeof(EchoManager), typeof(AgentLink), typeof(TakeoverConnection), typeof(EchoSession),
+                typeof(ShadowLink), typeof(ShadowSessionTracker), typeof(EchoWire), typeof(UpstreamConnection), typeof(UpstreamConnector),
+                typeof(Relay.Transport.Control.ControlChannel), typeof(SpliceLog));
         }
 
         lock (_applyLock)
