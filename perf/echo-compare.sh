@@ -130,7 +130,7 @@ EOF
 wait_listen "$p_echo" "$relay_pid" "relay"
 admin() { curl -fsS -H "Authorization: Bearer $token" "$@"; }
 for _ in $(seq 1 100); do
-    [[ $(admin "http://127.0.0.1:$p_admin/api/endpoints" | grep -o '"connected":true' | wc -l) -ge $((2 + 2 * redis)) ]] && break
+    [[ $(admin "http://127.0.0.1:$p_admin/api/endpoints" 2>/dev/null | grep -o '"connected":true' | wc -l) -ge $((2 + 2 * redis)) ]] && break
     sleep 0.1
 done
 
