@@ -20,25 +20,24 @@ public sealed class ClusterState
 
     public ImmutableArray<EndpointState> Endpoints { get; }
 
+    /// <inheritdoc cref="Pick(long, ReadOnlySpan{EndpointState?}, out bool)"/>
+    public EndpointState? Pick(long nowTicks, ReadOnlySpan<EndpointState?> exclude) => Pick(nowTicks, exclude, out _);
+
     /// <summary>
     /// Picks an available endpoint not in <paramref name="exclude"/>, by the cluster's policy.
     /// Power of two choices compares the active sessions of two random candidates (Mitzenmacher);
     /// it needs no shared counter and avoids the herd that least-connections makes after a reload.
+    /// When no endpoint is available only because passive health ejected them all, it picks among
+    /// those (<paramref name="panic"/> true), as Envoy's panic threshold does: passive ejection is a
+    /// guess from resets and failed connects that steers sessions to other endpoints, and with none
+    /// left, trying one is better than refusing every client. Probes, drains and removals still refuse.
     /// </summary>
-    public EndpointState? Pick(long nowTicks, ReadOnlySpan<EndpointState?> exclude)
+    public EndpointState? Pick(long nowTicks, ReadOnlySpan<EndpointState?> exclude, out bool panic)
     {
         var endpoints = Endpoints;
         Span<int> candidates = endpoints.Length <= 64 ? stackalloc int[endpoints.Length] : new int[endpoints.Length];
-        var count = 0;
-        for (var i = 0; i < endpoints.Length; i++)
-        {
-            var endpoint = endpoints[i];
-            if (endpoint.IsAvailable(nowTicks) && !Contains(exclude, endpoint))
-            {
-                candidates[count++] = i;
-            }
-        }
-
+        var count = Candidates(nowTicks, exclude, candidates, ejected: false);
+        panic = count == 0 && (count = Candidates(nowTicks, exclude, candidates, ejected: true)) > 0;
         if (count == 0)
         {
             return null;
@@ -65,6 +64,22 @@ public sealed class ClusterState
         var a = endpoints[candidates[first]];
         var b = endpoints[candidates[second]];
         return b.ActiveSessions < a.ActiveSessions ? b : a;
+    }
+
+    private int Candidates(long nowTicks, ReadOnlySpan<EndpointState?> exclude, Span<int> candidates, bool ejected)
+    {
+        var endpoints = Endpoints;
+        var count = 0;
+        for (var i = 0; i < endpoints.Length; i++)
+        {
+            var endpoint = endpoints[i];
+            if ((ejected ? endpoint.IsOnlyEjected(nowTicks) : endpoint.IsAvailable(nowTicks)) && !Contains(exclude, endpoint))
+            {
+                candidates[count++] = i;
+            }
+        }
+
+        return count;
     }
 
     private static bool Contains(ReadOnlySpan<EndpointState?> set, EndpointState endpoint)

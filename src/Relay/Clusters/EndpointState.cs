@@ -81,6 +81,9 @@ public sealed class EndpointState
     /// <summary>Whether new sessions may go here: not removed, not drained, probes passing, not passively ejected, not evacuated by prediction.</summary>
     public bool IsAvailable(long nowTicks) => !_removed && !_draining && !_predictedUnstable && _activeHealthy && !IsEjected(nowTicks);
 
+    /// <summary>Available but for a passive ejection: what <see cref="ClusterState.Pick(long, ReadOnlySpan{EndpointState?}, out bool)"/> falls back to when every endpoint is ejected.</summary>
+    public bool IsOnlyEjected(long nowTicks) => !_removed && !_draining && !_predictedUnstable && _activeHealthy && IsEjected(nowTicks);
+
     public EndpointHealth Health(long nowTicks) => _activeHealthy && !IsEjected(nowTicks) ? EndpointHealth.Healthy : EndpointHealth.Unhealthy;
 
     public void SessionStarted()

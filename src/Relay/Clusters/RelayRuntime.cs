@@ -70,6 +70,22 @@ public sealed class RelayRuntime
         return null;
     }
 
+    /// <summary>
+    /// Picks an endpoint of <paramref name="cluster"/> for a new session (L4) or request (L7) and
+    /// counts a pick among passively ejected endpoints (<see cref="ClusterState.Pick(long, ReadOnlySpan{EndpointState?}, out bool)"/>).
+    /// </summary>
+    public EndpointState? Pick(ClusterState cluster, long nowTicks, ReadOnlySpan<EndpointState?> exclude)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        var endpoint = cluster.Pick(nowTicks, exclude, out var panic);
+        if (panic)
+        {
+            Metrics.PanicPicks.WithLabels(cluster.Name).Inc();
+        }
+
+        return endpoint;
+    }
+
     /// <summary>Records a passive failure against an endpoint and logs an ejection.</summary>
     public void ReportPassiveFailure(ClusterState cluster, EndpointState endpoint, bool isConnectFailure)
     {

@@ -23,6 +23,7 @@ public sealed class RelayMetrics
         Bytes = factory.CreateCounter("relay_bytes_total", "Bytes relayed: in = client to upstream, out = upstream to client.", "route", "direction");
         ConnectFailures = factory.CreateCounter("relay_upstream_connect_failures_total", "Upstream connects that failed.", "cluster", "endpoint", "reason");
         UpstreamResets = factory.CreateCounter("relay_upstream_resets_total", "Sessions ended by an upstream reset.", "cluster", "endpoint");
+        PanicPicks = factory.CreateCounter("relay_cluster_panic_picks_total", "Sessions sent to a passively ejected endpoint because every endpoint of the cluster was ejected.", "cluster");
         SessionDuration = factory.CreateHistogram("relay_session_duration_seconds", "Session duration.", new HistogramConfiguration
         {
             LabelNames = ["route"],
@@ -66,6 +67,8 @@ public sealed class RelayMetrics
     public Counter ConnectFailures { get; }
 
     public Counter UpstreamResets { get; }
+
+    public Counter PanicPicks { get; }
 
     public Histogram SessionDuration { get; }
 

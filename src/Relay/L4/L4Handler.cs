@@ -138,7 +138,7 @@ public sealed class L4Handler
         var failure = RelayError.NoHealthyEndpoint;
         for (var attempt = 0; attempt < attempts; attempt++)
         {
-            var endpoint = cluster.Pick(_runtime.TimeProvider.GetTimestamp(), tried);
+            var endpoint = _runtime.Pick(cluster, _runtime.TimeProvider.GetTimestamp(), tried);
             if (endpoint is null)
             {
                 break;

@@ -335,7 +335,7 @@ internal sealed partial class L7Proxy
 
         // A new L7 session starts on the endpoint the cluster's policy picks; an unknown key from
         // the client (one we forgot, or a restart) is adopted so that its next requests stick.
-        var endpoint = cluster.Pick(now, []);
+        var endpoint = _runtime.Pick(cluster, now, []);
         if (endpoint is null)
         {
             state.CookieToSet = null;
@@ -362,7 +362,7 @@ internal sealed partial class L7Proxy
     {
         if (session is null)
         {
-            return cluster.Pick(now, tried);
+            return _runtime.Pick(cluster, now, tried);
         }
 
         var pinned = session.Endpoint;
@@ -375,11 +375,12 @@ internal sealed partial class L7Proxy
         var kind = "shadow";
         if (target is null)
         {
-            target = cluster.Pick(now, tried);
+            target = _runtime.Pick(cluster, now, tried);
             kind = "cluster";
         }
 
-        if (target is not null && attempt == 0)
+        // A pick among ejected endpoints can land on the pinned one again: then nothing moves.
+        if (target is not null && attempt == 0 && !ReferenceEquals(target, pinned))
         {
             MoveSession(route, session, pinned, target, WhyUnavailable(pinned, now), kind);
         }

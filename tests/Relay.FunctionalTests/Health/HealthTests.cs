@@ -55,21 +55,63 @@ public class HealthTests
     }
 
     [Fact]
-    public async Task PassiveFailures_EjectTheEndpoint()
+    public async Task PassiveFailures_EjectTheEndpoint_AndNewSessionsAvoidIt()
     {
+        await using var live = TestUpstream.Echo();
         var dead = $"127.0.0.1:{Ports.Unused()}";
         await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
-            L4RelayTests.Endpoint("dead", dead),
+            L4RelayTests.Endpoint("dead", dead) + "," + L4RelayTests.Endpoint("live", live.Address),
+            cluster: """, "loadBalancing": "roundRobin" """,
             health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
-        for (var i = 0; i < 3; i++)
+
+        // Every session lands on "live", on the first try or after a refused connect to "dead".
+        for (var i = 0; i < 8; i++)
         {
             using var client = await relay.ConnectAsync("r");
-            await client.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(10));
+            await client.SendAllAsync("p"u8.ToArray());
+            Assert.Equal("p"u8.ToArray(), await client.ReceiveExactlyAsync(1));
         }
 
-        await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+        var ejected = await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+        Assert.Contains("dead", ejected.Message, StringComparison.Ordinal);
         Assert.Equal(2, relay.Log.Named("UpstreamConnectFailed").Count());
-        Assert.Contains("relay_sessions_rejected_total{route=\"r\",reason=\"NoHealthyEndpoint\"} 1", relay.Metrics());
+        Assert.DoesNotContain("relay_cluster_panic_picks_total{cluster=\"c\"}", relay.Metrics(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WhenEveryEndpointIsEjected_SessionsStillReachThem_AndAreCounted()
+    {
+        // Takes input and resets without a word, as iperf3's server ends an upload stream: two of
+        // those eject the cluster's only endpoint, and the next session must still reach it.
+        var accepted = 0;
+        await using var upstream = new TestUpstream(async (socket, ct) =>
+        {
+            Interlocked.Increment(ref accepted);
+            var buffer = new byte[16];
+            await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, ct);
+            socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+            socket.Close();
+        });
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
+            L4RelayTests.Endpoint("e1", upstream.Address),
+            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+
+        for (var i = 0; i < 3; i++)
+        {
+            if (i == 2)
+            {
+                await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+            }
+
+            using var client = await relay.ConnectAsync("r");
+            await client.SendAllAsync("x"u8.ToArray());
+            Assert.Equal(0, await client.ReceiveUntilClosedAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        Assert.Equal(3, Volatile.Read(ref accepted));
+        var metrics = relay.Metrics();
+        Assert.Contains("relay_cluster_panic_picks_total{cluster=\"c\"} 1", metrics, StringComparison.Ordinal);
+        Assert.DoesNotContain("NoHealthyEndpoint", metrics, StringComparison.Ordinal);
     }
 
     [Fact]

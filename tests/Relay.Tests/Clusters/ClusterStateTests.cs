@@ -70,6 +70,34 @@ public class ClusterStateTests
     }
 
     [Fact]
+    public void EjectedEndpoints_AreAvoided_UntilAllAreEjected_ThenPickedAsAPanic()
+    {
+        var cluster = Cluster(LoadBalancingPolicy.PowerOfTwoChoices, 3, out var endpoints);
+        var passive = new PassiveHealthConfig { FailureThreshold = 1, EjectionTime = TimeSpan.FromMinutes(1) };
+        Assert.True(endpoints[0].PassiveFailure(false, passive, 0));
+        Assert.All(Enumerable.Range(0, 50), _ =>
+        {
+            Assert.NotSame(endpoints[0], cluster.Pick(0, [], out var panic));
+            Assert.False(panic);
+        });
+
+        // The last two go: one drained (never picked, even now), one ejected; every pick is a panic among the ejected.
+        endpoints[1].Draining = true;
+        Assert.True(endpoints[2].PassiveFailure(true, passive, 0));
+        var picks = Enumerable.Range(0, 50).Select(_ => (Endpoint: cluster.Pick(0, [], out var panic), Panic: panic)).ToArray();
+        Assert.All(picks, p => Assert.True(p.Panic));
+        Assert.Contains(picks, p => ReferenceEquals(p.Endpoint, endpoints[0]));
+        Assert.Contains(picks, p => ReferenceEquals(p.Endpoint, endpoints[2]));
+        Assert.DoesNotContain(picks, p => ReferenceEquals(p.Endpoint, endpoints[1]));
+
+        // A probe failure refuses as before: an actively unhealthy endpoint is not a panic candidate.
+        endpoints[0].ProbeResult(false, "down", new ActiveHealthConfig { UnhealthyThreshold = 1 }, DateTimeOffset.UnixEpoch);
+        Assert.All(Enumerable.Range(0, 20), _ => Assert.Same(endpoints[2], cluster.Pick(0, [])));
+        Assert.Null(cluster.Pick(0, [endpoints[2]], out var none));
+        Assert.False(none);
+    }
+
+    [Fact]
     public void ProbeThresholds_NeedConsecutiveResults()
     {
         var endpoint = new EndpointState("c", new EndpointConfig { Id = "e", Address = new DnsEndPoint("127.0.0.1", 1) });
