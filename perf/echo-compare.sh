@@ -234,6 +234,7 @@ sleep 4
 lost_before=$( (admin "http://127.0.0.1:$p_admin/metrics" || true) | awk '/^relay_echo_sessions_lost_total/ { s += $NF } END { print s + 0 }')
 on_b=$( (admin "http://127.0.0.1:$p_admin/api/endpoints/b" || true) | grep -o '"echoedSessionsHere":[0-9]*' | cut -d: -f2 || true)
 kill -9 "$backend_b_pid"
+wait "$backend_b_pid" 2>/dev/null || true # reaped here, so bash does not report the SIGKILL it was sent on purpose
 wait $lg || true
 kill_json=$(grep '^{' "$work/kill.txt" || echo '{}')
 metrics=$(admin "http://127.0.0.1:$p_admin/metrics")
