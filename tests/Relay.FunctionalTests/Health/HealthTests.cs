@@ -6,6 +6,9 @@ namespace Relay.FunctionalTests.Health;
 
 public class HealthTests
 {
+    // No probes; two passive failures in a row eject an endpoint for a minute.
+    private const string EjectAfterTwo = L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """;
+
     private const string FastProbes = """ "active": { "interval": "100ms", "timeout": "80ms", "healthyThreshold": 1, "unhealthyThreshold": 2 } """;
 
     [Fact]
@@ -62,7 +65,7 @@ public class HealthTests
         await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
             L4RelayTests.Endpoint("dead", dead) + "," + L4RelayTests.Endpoint("live", live.Address),
             cluster: """, "loadBalancing": "roundRobin" """,
-            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+            health: EjectAfterTwo));
 
         // Every session lands on "live", on the first try or after a refused connect to "dead".
         for (var i = 0; i < 8; i++)
@@ -89,12 +92,11 @@ public class HealthTests
             Interlocked.Increment(ref accepted);
             var buffer = new byte[16];
             await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, ct);
-            socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
-            socket.Close();
+            Reset(socket);
         });
         await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
             L4RelayTests.Endpoint("e1", upstream.Address),
-            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+            health: EjectAfterTwo));
 
         for (var i = 0; i < 3; i++)
         {
@@ -128,12 +130,11 @@ public class HealthTests
                 await Task.Delay(50, ct);
             }
 
-            socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
-            socket.Close();
+            Reset(socket);
         });
         await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(
             L4RelayTests.Endpoint("e1", upstream.Address),
-            health: L4RelayTests.NoProbes + """, "passive": { "failureThreshold": 2, "ejectionTime": "1m" } """));
+            health: EjectAfterTwo));
 
         for (var i = 0; i < 4; i++)
         {
@@ -155,5 +156,12 @@ public class HealthTests
         }
 
         await relay.Log.WaitForAsync("EndpointEjected", TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>Closes with a reset (linger 0), as iperf3's server ends a stream.</summary>
+    private static void Reset(System.Net.Sockets.Socket socket)
+    {
+        socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+        socket.Close();
     }
 }
