@@ -20,9 +20,6 @@ public sealed class ClusterState
 
     public ImmutableArray<EndpointState> Endpoints { get; }
 
-    /// <inheritdoc cref="Pick(long, ReadOnlySpan{EndpointState?}, out bool)"/>
-    public EndpointState? Pick(long nowTicks, ReadOnlySpan<EndpointState?> exclude) => Pick(nowTicks, exclude, out _);
-
     /// <summary>
     /// Picks an available endpoint not in <paramref name="exclude"/>, by the cluster's policy.
     /// Power of two choices compares the active sessions of two random candidates (Mitzenmacher);

@@ -79,10 +79,12 @@ public sealed class EndpointState
     public bool IsEjected(long nowTicks) => nowTicks < Interlocked.Read(ref _ejectedUntilTicks);
 
     /// <summary>Whether new sessions may go here: not removed, not drained, probes passing, not passively ejected, not evacuated by prediction.</summary>
-    public bool IsAvailable(long nowTicks) => !_removed && !_draining && !_predictedUnstable && _activeHealthy && !IsEjected(nowTicks);
+    public bool IsAvailable(long nowTicks) => AvailableButForEjection && !IsEjected(nowTicks);
 
     /// <summary>Available but for a passive ejection: what <see cref="ClusterState.Pick(long, ReadOnlySpan{EndpointState?}, out bool)"/> falls back to when every endpoint is ejected.</summary>
-    public bool IsOnlyEjected(long nowTicks) => !_removed && !_draining && !_predictedUnstable && _activeHealthy && IsEjected(nowTicks);
+    public bool IsOnlyEjected(long nowTicks) => AvailableButForEjection && IsEjected(nowTicks);
+
+    private bool AvailableButForEjection => !_removed && !_draining && !_predictedUnstable && _activeHealthy;
 
     public EndpointHealth Health(long nowTicks) => _activeHealthy && !IsEjected(nowTicks) ? EndpointHealth.Healthy : EndpointHealth.Unhealthy;
 

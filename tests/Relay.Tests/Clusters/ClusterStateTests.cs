@@ -30,7 +30,7 @@ public class ClusterStateTests
 
         for (var i = 0; i < 100; i++)
         {
-            Assert.Same(endpoints[1], cluster.Pick(0, []));
+            Assert.Same(endpoints[1], cluster.Pick(0, [], out var _));
         }
     }
 
@@ -40,7 +40,7 @@ public class ClusterStateTests
         var cluster = Cluster(LoadBalancingPolicy.PowerOfTwoChoices, 4, out var endpoints);
         for (var i = 0; i < 400; i++)
         {
-            cluster.Pick(0, [])!.SessionStarted();
+            cluster.Pick(0, [], out var _)!.SessionStarted();
         }
 
         // With P2C the max load stays within a couple of sessions of the mean (100).
@@ -51,11 +51,11 @@ public class ClusterStateTests
     public void RoundRobin_Cycles_AndSkipsExcluded()
     {
         var cluster = Cluster(LoadBalancingPolicy.RoundRobin, 3, out var endpoints);
-        var picks = Enumerable.Range(0, 6).Select(_ => cluster.Pick(0, [])!.Id).ToArray();
+        var picks = Enumerable.Range(0, 6).Select(_ => cluster.Pick(0, [], out var _)!.Id).ToArray();
         Assert.Equal(2, picks.Count(p => p == "e0"));
         Assert.Equal(2, picks.Count(p => p == "e1"));
         Assert.Equal(2, picks.Count(p => p == "e2"));
-        Assert.All(Enumerable.Range(0, 10), _ => Assert.NotSame(endpoints[1], cluster.Pick(0, [endpoints[1]])));
+        Assert.All(Enumerable.Range(0, 10), _ => Assert.NotSame(endpoints[1], cluster.Pick(0, [endpoints[1]], out var _)));
     }
 
     [Fact]
@@ -65,8 +65,8 @@ public class ClusterStateTests
         var policy = new ActiveHealthConfig { UnhealthyThreshold = 1 };
         endpoints[0].ProbeResult(false, "down", policy, DateTimeOffset.UnixEpoch);
         endpoints[2].Removed = true;
-        Assert.All(Enumerable.Range(0, 50), _ => Assert.Same(endpoints[1], cluster.Pick(0, [])));
-        Assert.Null(cluster.Pick(0, [endpoints[1]]));
+        Assert.All(Enumerable.Range(0, 50), _ => Assert.Same(endpoints[1], cluster.Pick(0, [], out var _)));
+        Assert.Null(cluster.Pick(0, [endpoints[1]], out var _));
     }
 
     [Fact]
@@ -92,7 +92,7 @@ public class ClusterStateTests
 
         // A probe failure refuses as before: an actively unhealthy endpoint is not a panic candidate.
         endpoints[0].ProbeResult(false, "down", new ActiveHealthConfig { UnhealthyThreshold = 1 }, DateTimeOffset.UnixEpoch);
-        Assert.All(Enumerable.Range(0, 20), _ => Assert.Same(endpoints[2], cluster.Pick(0, [])));
+        Assert.All(Enumerable.Range(0, 20), _ => Assert.Same(endpoints[2], cluster.Pick(0, [], out var _)));
         Assert.Null(cluster.Pick(0, [endpoints[2]], out var none));
         Assert.False(none);
     }
