@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Relay.Configuration;
@@ -75,9 +76,10 @@ public sealed class AdminToken
             return true;
         }
 
-        var generated = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+        var generated = GenerateToken();
         var directory = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR") is { Length: > 0 } runtimeDir && Directory.Exists(runtimeDir) ? runtimeDir : Path.GetTempPath();
-        var path = Path.Combine(directory, $"relay-admin-{Environment.ProcessId}.token");
+        DeleteStaleGenerated(directory);
+        var path = Path.Combine(directory, $"{GeneratedPrefix}{Environment.ProcessId}{GeneratedSuffix}");
         try
         {
             var fileOptions = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
@@ -97,6 +99,71 @@ public sealed class AdminToken
 
         token = new AdminToken(generated, $"generated file {path}", path);
         return true;
+    }
+
+    private const string GeneratedPrefix = "relay-admin-";
+    private const string GeneratedSuffix = ".token";
+
+    /// <summary>
+    /// 24 random bytes as hex. On Linux they come from the kernel's generator (/dev/urandom), which
+    /// is what OpenSSL seeds from: loading OpenSSL only for this would cost the process about 5 MiB.
+    /// </summary>
+    internal static string GenerateToken()
+    {
+        Span<byte> bytes = stackalloc byte[24];
+        if (OperatingSystem.IsLinux())
+        {
+            using var random = new FileStream("/dev/urandom", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
+            random.ReadExactly(bytes);
+        }
+        else
+        {
+            RandomNumberGenerator.Fill(bytes);
+        }
+
+        return Convert.ToHexStringLower(bytes);
+    }
+
+    /// <summary>
+    /// Removes token files that relays killed without a chance to clean up left in the directory:
+    /// those named for a process id that no longer runs. Linux only, where /proc says which do.
+    /// </summary>
+    internal static void DeleteStaleGenerated(string directory)
+    {
+        if (!OperatingSystem.IsLinux() || !Directory.Exists("/proc/self"))
+        {
+            return;
+        }
+
+        IEnumerable<string> files;
+        try
+        {
+            files = Directory.EnumerateFiles(directory, GeneratedPrefix + "*" + GeneratedSuffix);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+
+        foreach (var file in files)
+        {
+            var name = Path.GetFileName(file.AsSpan());
+            var digits = name[GeneratedPrefix.Length..^GeneratedSuffix.Length];
+            if (!int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                || pid == Environment.ProcessId || Directory.Exists($"/proc/{pid}"))
+            {
+                continue;
+            }
+
+            try
+            {
+                File.Delete(file);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Another user's file, or another relay got there first: not ours to insist on.
+            }
+        }
     }
 
     public void DeleteGenerated()

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
-using System.Security.Cryptography;
 using Microsoft.AspNetCore.Connections;
 using Relay.Clusters;
 using Relay.Configuration;
@@ -46,7 +45,9 @@ public sealed class EchoManager : IAsyncDisposable
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<EchoManager>();
         Metrics = new EchoMetrics(runtime.Metrics);
-        RelayId = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8));
+        // An id, not a secret (the control channel is authenticated by the key file): the shared
+        // generator keeps OpenSSL out of a relay that echoes nothing.
+        RelayId = Random.Shared.NextInt64(1, long.MaxValue);
         runtime.Metrics.Registry.AddBeforeCollectCallback(UpdateGauges);
     }
 
