@@ -7,7 +7,7 @@ namespace Relay.Benchmarks.Echo;
 /// The client→server pump's cost of echo: appending 1 MiB of input per operation in reads of
 /// <see cref="ReadBytes"/> to a log with a 256 KiB retention cap, one shadow acking behind each
 /// read so the log trims and recycles its pooled segments (steady state), and a shipper-sized
-/// tail read per read.
+/// tail read per read. Against the segment size: 16 KiB (the default) and 4 KiB.
 /// </summary>
 [MemoryDiagnoser]
 [MinColumn]
@@ -27,10 +27,13 @@ public class EchoLogBenchmarks
     [Params(false, true)]
     public bool ShipTail { get; set; }
 
+    [Params(4096, 16384)]
+    public int SegmentBytes { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
-        _log = new EchoLog(new EchoLogOptions(RetentionCapBytes: 256 * 1024));
+        _log = new EchoLog(new EchoLogOptions(RetentionCapBytes: 256 * 1024, SegmentBytes: SegmentBytes));
         if (!_log.TryAddShadow(out _shadow, out var reason))
         {
             throw new InvalidOperationException(reason);
@@ -40,7 +43,7 @@ public class EchoLogBenchmarks
         new Random(1).NextBytes(_input);
         _tail = new byte[ReadBytes];
         Append();
-        if (_log.Length != StreamBytes || _log.RetainedBytes > 256 * 1024 + EchoLogOptions.DefaultSegmentBytes)
+        if (_log.Length != StreamBytes || _log.RetainedBytes > 256 * 1024 + SegmentBytes)
         {
             throw new InvalidOperationException($"log check failed: length {_log.Length}, retained {_log.RetainedBytes}");
         }

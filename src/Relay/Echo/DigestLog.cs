@@ -30,36 +30,48 @@ internal enum DigestMatch : byte
 /// One writer appends; readers on other threads may call <see cref="TryGet"/> and
 /// <see cref="CopyTo"/> concurrently (a reader re-checks the count after reading, the way a seqlock
 /// does, and treats an entry the writer may have overwritten meanwhile as unavailable).
+/// The ring starts small and doubles, up to <see cref="Capacity"/>, only as entries arrive: an idle
+/// session holds a few hundred bytes instead of the whole ring. Growing copies every entry (none has
+/// been overwritten yet) into the new array before publishing it, and a reader reads the count
+/// before the array, so the array it reads holds every index below that count.
 /// </summary>
 internal sealed class DigestLog
 {
-    private readonly DigestEntry[] _entries;
-    private readonly long _mask;
+    /// <summary>Entries a new ring holds before it first grows.</summary>
+    internal const int InitialSize = 16;
+
+    private static readonly DigestEntry Unset = new(-1, -1, 0);
+
+    private readonly int _capacity;
+    private DigestEntry[] _entries;
     private long _count;
 
     public DigestLog(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, 1 << 24);
-        var size = (int)BitOperations.RoundUpToPowerOf2((uint)capacity);
-        _entries = new DigestEntry[size];
-        _entries.AsSpan().Fill(new DigestEntry(-1, -1, 0));
-        _mask = size - 1;
+        _capacity = (int)BitOperations.RoundUpToPowerOf2((uint)capacity);
+        _entries = NewRing(Math.Min(_capacity, InitialSize));
     }
 
-    public int Capacity => _entries.Length;
+    /// <summary>The most entries the ring keeps.</summary>
+    public int Capacity => _capacity;
+
+    /// <summary>Entries the ring has room for now (it grows up to <see cref="Capacity"/>).</summary>
+    internal int Allocated => Volatile.Read(ref _entries).Length;
 
     /// <summary>One past the highest index recorded.</summary>
     public long Count => Volatile.Read(ref _count);
 
     /// <summary>The lowest index the ring may still hold.</summary>
-    public long FirstRetained => Math.Max(0, Count - _entries.Length + 1);
+    public long FirstRetained => Math.Max(0, Count - _capacity + 1);
 
     /// <summary>Records the next message's digest (index <see cref="Count"/>).</summary>
     public void Append(long endOffset, ulong digest)
     {
         var index = _count;
-        _entries[index & _mask] = new DigestEntry(index, endOffset, digest);
+        var entries = EnsureRoomFor(index);
+        entries[index & (entries.Length - 1)] = new DigestEntry(index, endOffset, digest);
         Volatile.Write(ref _count, index + 1);
     }
 
@@ -75,9 +87,44 @@ internal sealed class DigestLog
             return false;
         }
 
-        _entries[entry.Index & _mask] = entry;
+        var entries = EnsureRoomFor(entry.Index);
+        entries[entry.Index & (entries.Length - 1)] = entry;
         Volatile.Write(ref _count, entry.Index + 1);
         return true;
+    }
+
+    /// <summary>
+    /// The array to write <paramref name="index"/> into, grown first when the index lies past it and
+    /// the ring is below its capacity. Before the ring reaches its capacity no entry has wrapped, so
+    /// each keeps its place (its index) in the larger array.
+    /// </summary>
+    private DigestEntry[] EnsureRoomFor(long index)
+    {
+        var entries = _entries;
+        if (index < entries.Length || entries.Length == _capacity)
+        {
+            return entries;
+        }
+
+        var size = (int)Math.Min((ulong)_capacity, BitOperations.RoundUpToPowerOf2((ulong)index + 1));
+        var grown = NewRing(size);
+        foreach (var entry in entries)
+        {
+            if (entry.Index >= 0)
+            {
+                grown[entry.Index & (size - 1)] = entry;
+            }
+        }
+
+        Volatile.Write(ref _entries, grown);
+        return grown;
+    }
+
+    private static DigestEntry[] NewRing(int size)
+    {
+        var ring = new DigestEntry[size];
+        ring.AsSpan().Fill(Unset);
+        return ring;
     }
 
     public bool TryGet(long index, out DigestEntry entry)
@@ -89,10 +136,12 @@ internal sealed class DigestLog
             return false;
         }
 
-        entry = _entries[index & _mask];
+        var entries = Volatile.Read(ref _entries);
+        entry = entries[index & (entries.Length - 1)];
         Interlocked.MemoryBarrier();
         var after = Volatile.Read(ref _count);
-        return entry.Index == index && index > after - _entries.Length;
+        // Only a full-size ring wraps: a smaller one grows before an index would overwrite another.
+        return entry.Index == index && (entries.Length < _capacity || index > after - entries.Length);
     }
 
     /// <summary>
@@ -103,12 +152,14 @@ internal sealed class DigestLog
     public int CopyTo(long fromIndex, Span<DigestEntry> destination)
     {
         var count = Volatile.Read(ref _count);
-        var start = Math.Max(fromIndex, Math.Max(0, count - _entries.Length + 1));
+        var entries = Volatile.Read(ref _entries);
+        var mask = entries.Length - 1;
+        var start = Math.Max(fromIndex, Math.Max(0, count - entries.Length + 1));
         var n = (int)Math.Min(destination.Length, Math.Max(0, count - start));
         var written = 0;
         for (var i = 0; i < n; i++)
         {
-            var entry = _entries[(start + i) & _mask];
+            var entry = entries[(start + i) & mask];
             if (entry.Index == start + i)
             {
                 destination[written++] = entry;
@@ -117,8 +168,8 @@ internal sealed class DigestLog
 
         Interlocked.MemoryBarrier();
         var after = Volatile.Read(ref _count);
-        var firstSafe = after - _entries.Length + 1;
-        if (written > 0 && destination[0].Index < firstSafe)
+        var firstSafe = after - entries.Length + 1;
+        if (written > 0 && entries.Length == _capacity && destination[0].Index < firstSafe)
         {
             // The writer lapped part of what we read: keep only what it cannot have touched.
             var keep = 0;

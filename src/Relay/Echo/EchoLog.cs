@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics;
 
 namespace Relay.Echo;
 
@@ -19,7 +20,11 @@ internal sealed record EchoLogOptions(
     /// <summary>4 MiB per session.</summary>
     public const long DefaultRetentionCapBytes = 4 * 1024 * 1024;
 
-    /// <summary>16 KiB: a pump's typical read fits in one or two, and ArrayPool.Shared keeps this size per core.</summary>
+    /// <summary>
+    /// 16 KiB: a pump's typical read fits in one or two, and ArrayPool.Shared keeps this size per
+    /// core. 4 KiB segments cut an idle echoed session's memory by 12 KiB but streamed echo 15-25%
+    /// slower through the relay (docs/benchmarks.md, session 13).
+    /// </summary>
     public const int DefaultSegmentBytes = 16 * 1024;
 
     public const int DefaultMaxShadows = 8;
@@ -52,6 +57,7 @@ internal sealed class EchoLog : IDisposable
     private const byte Free = 0;
     private const byte Active = 1;
     private const byte Evicted = 2;
+    private const int InitialSegmentSlots = 4;
 
     private readonly Lock _gate = new();
     private readonly ArrayPool<byte> _pool;
@@ -60,6 +66,8 @@ internal sealed class EchoLog : IDisposable
     private readonly MessageStream? _messages;
     private readonly long[] _acked;
     private readonly byte[] _shadowState;
+    // Segment number k (absolute: offset / segment size) lives in slot k & (length - 1), so trimming
+    // frees slots without moving the others. The length is a power of two.
     private byte[]?[] _segments;
     private int _segmentCount;
     private long _firstSegment;
@@ -77,7 +85,8 @@ internal sealed class EchoLog : IDisposable
         _messages = messages;
         _acked = new long[options.MaxShadows];
         _shadowState = new byte[options.MaxShadows];
-        _segments = new byte[]?[(int)Math.Min(1024, (_cap / _segmentBytes) + 2)];
+        // Grown (doubling) as input arrives; the cap bounds it.
+        _segments = new byte[]?[(int)Math.Min(InitialSegmentSlots, BitOperations.RoundUpToPowerOf2((ulong)(_cap / _segmentBytes) + 2))];
     }
 
     /// <summary>Bytes appended since session start: the log's end offset, <c>inOffset</c>.</summary>
@@ -134,7 +143,7 @@ internal sealed class EchoLog : IDisposable
             }
             else
             {
-                segment = _segments[_segmentCount - 1]!;
+                segment = Slot(_firstSegment + _segmentCount - 1)!;
             }
 
             var n = Math.Min(_segmentBytes - within, data.Length);
@@ -281,8 +290,9 @@ internal sealed class EchoLog : IDisposable
             _disposed = true;
             for (var i = 0; i < _segmentCount; i++)
             {
-                _pool.Return(_segments[i]!);
-                _segments[i] = null;
+                ref var slot = ref Slot(_firstSegment + i);
+                _pool.Return(slot!);
+                slot = null;
             }
 
             _segmentCount = 0;
@@ -296,9 +306,15 @@ internal sealed class EchoLog : IDisposable
         {
             if (_segmentCount == _segments.Length)
             {
-                // Only when acks lag behind the cap faster than trimming can free segments; the cap
-                // still bounds the count, so this settles after a few doublings.
-                Array.Resize(ref _segments, _segments.Length * 2);
+                // As the log grows towards its cap (which bounds the count, so this settles after a
+                // few doublings). Only the writer grows it; readers index the array under the gate.
+                var grown = new byte[]?[_segments.Length * 2];
+                for (var k = _firstSegment; k < _firstSegment + _segmentCount; k++)
+                {
+                    grown[k & (grown.Length - 1)] = Slot(k);
+                }
+
+                _segments = grown;
             }
 
             if (_segmentCount == 0)
@@ -306,7 +322,8 @@ internal sealed class EchoLog : IDisposable
                 _firstSegment = _length / _segmentBytes;
             }
 
-            _segments[_segmentCount++] = segment;
+            Slot(_firstSegment + _segmentCount) = segment;
+            _segmentCount++;
         }
 
         return segment;
@@ -342,11 +359,11 @@ internal sealed class EchoLog : IDisposable
         {
             for (var i = 0; i < drop; i++)
             {
-                _pool.Return(_segments[i]!);
+                ref var slot = ref Slot(_firstSegment + i);
+                _pool.Return(slot!);
+                slot = null;
             }
 
-            Array.Copy(_segments, drop, _segments, 0, _segmentCount - drop);
-            Array.Clear(_segments, _segmentCount - drop, drop);
             _segmentCount -= drop;
             _firstSegment = targetSegment;
             var start = targetSegment * _segmentBytes;
@@ -362,14 +379,15 @@ internal sealed class EchoLog : IDisposable
         }
     }
 
+    private ref byte[]? Slot(long segmentNumber) => ref _segments[segmentNumber & (_segments.Length - 1)];
+
     private void CopyLocked(long offset, Span<byte> destination)
     {
         while (!destination.IsEmpty)
         {
-            var index = (int)((offset / _segmentBytes) - _firstSegment);
             var within = (int)(offset % _segmentBytes);
             var n = Math.Min(_segmentBytes - within, destination.Length);
-            _segments[index].AsSpan(within, n).CopyTo(destination);
+            Slot(offset / _segmentBytes).AsSpan(within, n).CopyTo(destination);
             destination = destination[n..];
             offset += n;
         }

@@ -31,6 +31,64 @@ public class DigestTests
     }
 
     [Fact]
+    public void DigestLog_StartsSmall_AndGrowsKeepingEveryEntry_UntilItsCapacity()
+    {
+        var log = new DigestLog(1000);
+        Assert.Equal(1024, log.Capacity);
+        Assert.Equal(DigestLog.InitialSize, log.Allocated);
+
+        for (var i = 0; i < 100; i++)
+        {
+            log.Append(i * 10, (ulong)i);
+        }
+
+        Assert.Equal(128, log.Allocated);
+        for (var i = 0; i < 100; i++)
+        {
+            Assert.True(log.TryGet(i, out var entry));
+            Assert.Equal(new DigestEntry(i, i * 10, (ulong)i), entry);
+        }
+
+        var copied = new DigestEntry[200];
+        Assert.Equal(100, log.CopyTo(0, copied));
+
+        for (var i = 100; i < 3000; i++)
+        {
+            log.Append(i * 10, (ulong)i);
+        }
+
+        Assert.Equal(1024, log.Allocated);
+        Assert.Equal(3000 - 1024 + 1, log.FirstRetained);
+        Assert.False(log.TryGet(3000 - 1024, out _));
+        Assert.True(log.TryGet(3000 - 1023, out _));
+        Assert.True(log.TryGet(2999, out _));
+    }
+
+    [Fact]
+    public void DigestLog_TryAppend_PastTheRing_GrowsToHoldTheIndex_AndLeavesTheGapUnavailable()
+    {
+        var log = new DigestLog(1024);
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.True(log.TryAppend(new DigestEntry(i, i, (ulong)i)));
+        }
+
+        Assert.True(log.TryAppend(new DigestEntry(500, 500, 500)));
+        Assert.Equal(512, log.Allocated);
+        Assert.True(log.TryGet(3, out var kept));
+        Assert.Equal(3UL, kept.Digest);
+        Assert.True(log.TryGet(500, out _));
+        Assert.False(log.TryGet(100, out _));
+        Assert.False(log.TryAppend(new DigestEntry(499, 499, 499)));
+
+        // Far past the capacity: the ring is full size and only the newest entry is held.
+        Assert.True(log.TryAppend(new DigestEntry(5000, 5000, 5000)));
+        Assert.Equal(1024, log.Allocated);
+        Assert.True(log.TryGet(5000, out _));
+        Assert.False(log.TryGet(500, out _));
+    }
+
+    [Fact]
     public void DigestLog_Compare_ReportsMatchDivergedPendingUnavailable()
     {
         var log = new DigestLog(4);
@@ -170,6 +228,50 @@ public class DigestTests
         Assert.Equal(DigestStatus.Pending, comparer.Status);
         Assert.Equal(1, comparer.Matched);
         Assert.Equal(19, comparer.Skipped);
+    }
+
+    [Fact]
+    public async Task DigestLog_ConcurrentReader_WhileTheRingGrows_LosesNoEntry()
+    {
+        // Below its capacity the ring never drops an entry, so every index below the count a reader
+        // saw must read back whole, whichever array (before or after a growth) it reads.
+        const int Total = 60_000;
+        var log = new DigestLog(1 << 16);
+        var writer = Task.Run(() =>
+        {
+            for (var i = 0; i < Total; i++)
+            {
+                log.Append(i * 3L, (ulong)i * 0x9E3779B97F4A7C15UL);
+            }
+        });
+
+        var buffer = new DigestEntry[40];
+        long checkedEntries = 0;
+        do
+        {
+            var count = log.Count;
+            var from = Math.Max(0, count - 40);
+            var n = log.CopyTo(from, buffer);
+            Assert.True(n >= count - from, $"copied {n} of the {count - from} entries from {from}");
+            for (var k = 0; k < n; k++)
+            {
+                Assert.Equal(from + k, buffer[k].Index);
+                Assert.Equal(buffer[k].Index * 3, buffer[k].EndOffset);
+            }
+
+            if (count > 0)
+            {
+                var probe = count / 2;
+                Assert.True(log.TryGet(probe, out var entry), $"index {probe} of {count}");
+                Assert.Equal((ulong)probe * 0x9E3779B97F4A7C15UL, entry.Digest);
+            }
+
+            checkedEntries += n;
+        }
+        while (!writer.IsCompleted || checkedEntries == 0);
+
+        await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(65_536, log.Allocated);
     }
 
     [Fact]

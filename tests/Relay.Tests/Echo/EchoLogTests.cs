@@ -117,6 +117,34 @@ public class EchoLogTests
     }
 
     [Fact]
+    public void AsTheSegmentRingGrowsAndWraps_EveryRetainedByteReadsBack()
+    {
+        // Small segments and a cap of 32 of them: the segment ring grows from its first few slots,
+        // then wraps many times as the cap trims; after every append the whole retained range must
+        // read back.
+        var random = new Random(7);
+        using var log = new EchoLog(new EchoLogOptions(RetentionCapBytes: 32 * 256, SegmentBytes: 256));
+        Assert.True(log.TryAddShadow(out var shadow, out _));
+        long offset = 0;
+        for (var i = 0; i < 400; i++)
+        {
+            var count = random.Next(1, 1500);
+            Assert.True(log.Append(Stream(offset, count)));
+            offset += count;
+            if (random.Next(4) == 0)
+            {
+                log.Ack(shadow, offset - random.Next(0, (int)Math.Min(offset, 6000)));
+            }
+
+            Assert.Equal(offset, log.Length);
+            Assert.InRange(log.RetainedBytes, 0, (32 * 256) + 256);
+            AssertHolds(log, log.Start, (int)log.RetainedBytes);
+        }
+
+        Assert.True(log.Start > 0);
+    }
+
+    [Fact]
     public void Acks_NeverMoveBack_AndCannotPassTheEnd()
     {
         using var log = new EchoLog(new EchoLogOptions());
