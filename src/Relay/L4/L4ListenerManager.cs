@@ -30,7 +30,7 @@ public sealed class L4ListenerManager : IAsyncDisposable
     {
         _handler = handler;
         _services = services;
-        _loggerFactory = loggerFactory;
+        _loggerFactory = new ScopelessLoggerFactory(loggerFactory);
         _logger = loggerFactory.CreateLogger<L4ListenerManager>();
         var options = new SocketTransportOptions
         {
@@ -41,7 +41,7 @@ public sealed class L4ListenerManager : IAsyncDisposable
             NoDelay = true,
         };
         poolFactory?.TryAttach(options, out _);
-        _transport = new SocketTransportFactory(Options.Create(options), loggerFactory);
+        _transport = new SocketTransportFactory(Options.Create(options), _loggerFactory);
     }
 
     /// <summary>The address each route is bound to (the real port when the config said 0).</summary>
