@@ -78,10 +78,10 @@ group() { [[ ",$only," == *",$1,"* ]]; }
 
 if [[ $quick -eq 1 ]]; then
     : "${rounds:=1}"
-    redis_n_p1=40000; redis_n_p16=400000; iperf_seconds=3; loadgen_seconds=3; mem_hold=12
+    redis_n_p1=40000; redis_n_warmup=20000; redis_n_p16=400000; iperf_seconds=3; loadgen_seconds=3; mem_hold=12
 else
     : "${rounds:=2}"
-    redis_n_p1=60000; redis_n_p16=600000; iperf_seconds=3; loadgen_seconds=3; mem_hold=20
+    redis_n_p1=60000; redis_n_warmup=40000; redis_n_p16=600000; iperf_seconds=3; loadgen_seconds=3; mem_hold=20
 fi
 redis_clients=50
 redis_tests="set,get"
@@ -412,6 +412,22 @@ run_loadgen() { # VARIANT
 
 # rotate: variants in a different order every round, so no variant always runs first.
 rotated() { local r="$1" n=${#variants[@]} i; for ((i = 0; i < n; i++)); do echo "${variants[$(((i + r) % n))]}"; done; }
+
+# Warm-up, not recorded: one short redis-benchmark per variant and pipeline depth, so that no
+# variant's first measured run also pays for process start (the relay's JIT compiles its hot path
+# at first use; HAProxy and redis-server get the same runs).
+warm_up_redis() {
+    local v port
+    for v in "${variants[@]}"; do
+        port=$(port_of redis "$v")
+        timeout 60 $(on_cpu $load_cpu) redis-benchmark -h 127.0.0.1 -p "$port" -c "$redis_clients" -n "$redis_n_warmup" -P 1 -t "$redis_tests" -q >/dev/null 2>&1 || true
+        timeout 60 $(on_cpu $load_cpu) redis-benchmark -h 127.0.0.1 -p "$port" -c "$redis_clients" -n "$((redis_n_warmup * 4))" -P 16 -t "$redis_tests" -q >/dev/null 2>&1 || true
+    done
+}
+if group redis; then
+    log "warm-up: redis-benchmark -n $redis_n_warmup (-P 1) and $((redis_n_warmup * 4)) (-P 16) through each variant, not recorded"
+    warm_up_redis
+fi
 
 started_at=$(date -u +%s)
 load_start=$(cut -d' ' -f1 /proc/loadavg)

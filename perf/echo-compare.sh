@@ -93,8 +93,8 @@ token=$(cat "$work/admin.token")
 
 "$loadgen_bin" --serve "127.0.0.1:$p_a" --duration 3600 >"$work/backend-a.log" 2>&1 & pids+=($!); wait_listen "$p_a" "$!" "backend a"
 "$loadgen_bin" --serve "127.0.0.1:$p_b" --duration 3600 >"$work/backend-b.log" 2>&1 & pids+=($!); backend_b_pid=$!; wait_listen "$p_b" "$!" "backend b"
-"$relay_bin" agent --id a --control "127.0.0.1:$c_a" --backend "127.0.0.1:$p_a" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-a.log" 2>&1 & pids+=($!); wait_listen "$c_a" "$!" "agent a"
-"$relay_bin" agent --id b --control "127.0.0.1:$c_b" --backend "127.0.0.1:$p_b" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-b.log" 2>&1 & pids+=($!); wait_listen "$c_b" "$!" "agent b"
+"$relay_bin" agent --id a --control "127.0.0.1:$c_a" --backend "127.0.0.1:$p_a" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-a.log" 2>&1 & pids+=($!); agent_a_pid=$!; wait_listen "$c_a" "$!" "agent a"
+"$relay_bin" agent --id b --control "127.0.0.1:$c_b" --backend "127.0.0.1:$p_b" --path 127.0.0.1 --psk-file "$work/echo.psk" >"$work/agent-b.log" 2>&1 & pids+=($!); agent_b_pid=$!; wait_listen "$c_b" "$!" "agent b"
 
 # Redis: two redis-servers with an agent each, a plain and an echoed (resp, 10 ms) route to them.
 redis_routes=""; redis_cluster=""; redis=0
@@ -135,24 +135,26 @@ for _ in $(seq 1 100); do
 done
 
 # Memory first, on a fresh relay (later load leaves heap behind that hides the sessions' own cost):
-# the relay's RSS growth with N idle sessions on the plain route, then on the echoed one.
+# the relay's RSS growth with N idle sessions on the plain route, then on the echoed one, and the
+# growth of the two agents together (each echoed session has its one shadow on one of them).
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-idle_rss() { # PORT -> RSS growth in KiB while N idle sessions are open
-    local port=$1 before after lg
-    before=$(rss_kib "$relay_pid")
+agents_rss_kib() { echo $(($(rss_kib "$agent_a_pid") + $(rss_kib "$agent_b_pid"))); }
+idle_rss() { # PORT -> "RELAY_GROWTH AGENTS_GROWTH" in KiB while N idle sessions are open
+    local port=$1 before after agents_before agents_after lg
+    before=$(rss_kib "$relay_pid"); agents_before=$(agents_rss_kib)
     "$loadgen_bin" idle --target "127.0.0.1:$port" --sessions "$idle_sessions" --size 16 --duration 8 >"$work/idle-$port.txt" 2>&1 & lg=$!
     for _ in $(seq 1 300); do grep -q '^ready:' "$work/idle-$port.txt" 2>/dev/null && break; sleep 0.1; done
     sleep 3
-    after=$(rss_kib "$relay_pid")
+    after=$(rss_kib "$relay_pid"); agents_after=$(agents_rss_kib)
     wait $lg || true
     sleep 2
-    echo $((after - before))
+    echo "$((after - before)) $((agents_after - agents_before))"
 }
-mem_plain="-"; mem_echo="-"
+mem_plain="-"; mem_echo="-"; mem_agents="-"
 if [[ $idle_sessions -gt 0 ]]; then
     log "memory: $idle_sessions idle sessions on each route"
-    mem_plain=$(idle_rss "$p_plain")
-    mem_echo=$(idle_rss "$p_echo")
+    read -r mem_plain _ < <(idle_rss "$p_plain")
+    read -r mem_echo mem_agents < <(idle_rss "$p_echo")
 fi
 
 declare -A cells
@@ -255,7 +257,7 @@ table="$work/table.md"
     done
     echo
     if [[ $idle_sessions -gt 0 ]]; then
-        echo "Memory: relay RSS growth with $idle_sessions idle sessions (one 16-byte echo each): plain route $((mem_plain / 1024)) MiB ($((mem_plain / idle_sessions)) KiB per session), echoed route $((mem_echo / 1024)) MiB ($((mem_echo / idle_sessions)) KiB per session)."
+        echo "Memory: relay RSS growth with $idle_sessions idle sessions (one 16-byte echo each): plain route $((mem_plain / 1024)) MiB ($((mem_plain / idle_sessions)) KiB per session), echoed route $((mem_echo / 1024)) MiB ($((mem_echo / idle_sessions)) KiB per session); the two agents together $((mem_agents / 1024)) MiB ($((mem_agents / idle_sessions)) KiB per shadow session)."
         echo
     fi
     echo "Drain under load ($drain_sessions rr sessions, endpoint $victim with $on_victim echoed sessions drained after 3 s):"
