@@ -29,6 +29,11 @@ internal sealed class ShadowSession : IDisposable
 {
     private const int ReadBufferBytes = 16 * 1024;
 
+    // The backend's output is read into a small buffer until a read fills it, then into a large one
+    // until 64 reads in a row would have fit the small one: an idle shadow holds 2 KiB, not 16.
+    private const int SmallReadBufferBytes = 2 * 1024;
+    private const int SmallReadsBeforeShrinking = 64;
+
     private readonly Lock _gate = new();
     private TaskCompletionSource? _outputWaiter;
     private readonly IShadowOwner _owner;
@@ -527,12 +532,33 @@ internal sealed class ShadowSession : IDisposable
 
     private async Task ReadOutputAsync(Socket backend)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferBytes);
+        var buffer = ArrayPool<byte>.Shared.Rent(SmallReadBufferBytes);
+        var wanted = SmallReadBufferBytes;
+        var smallReads = 0;
         try
         {
             while (true)
             {
+                if (buffer.Length < wanted || (wanted == SmallReadBufferBytes && buffer.Length >= ReadBufferBytes))
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = ArrayPool<byte>.Shared.Rent(wanted);
+                }
+
                 var read = await backend.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+                if (read == buffer.Length)
+                {
+                    (wanted, smallReads) = (ReadBufferBytes, 0);
+                }
+                else if (buffer.Length >= ReadBufferBytes)
+                {
+                    smallReads = read <= SmallReadBufferBytes ? smallReads + 1 : 0;
+                    if (smallReads >= SmallReadsBeforeShrinking)
+                    {
+                        (wanted, smallReads) = (SmallReadBufferBytes, 0);
+                    }
+                }
+
                 Socket? forward;
                 string? failure = null;
                 lock (_gate)

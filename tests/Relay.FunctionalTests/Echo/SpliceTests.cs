@@ -293,6 +293,62 @@ public sealed class SpliceTests
     }
 
     [Fact]
+    public async Task LargeAnswersBetweenSmallOnes_KeepTheShadowReady_AndTheMovedSessionIdentical()
+    {
+        // Answers of 20-60 KiB make the agent read its backend's output into its large buffer, and
+        // the 70 small ones after them make it go back to the small one: the shadow's digests must
+        // match all along (a Ready shadow), and the moved session's bytes equal a run without the move.
+        var backends = await BackendProcess.StartSampleServersAsync(2);
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
+        var random = new Random(5);
+        var lines = new List<string> { "HELLO", "MOVE 1 2" };
+        lines.AddRange(Enumerable.Range(0, 6).Select(i => $"ECHO {i} " + new string((char)('a' + i), random.Next(20_000, 60_000))));
+        lines.AddRange(Enumerable.Range(0, 70).Select(i => $"SCORE {i}"));
+        var after = new[] { "ECHO after " + new string('z', 40_000), "MOVE 3 4", "STATE" };
+
+        using var socket = await bed.Relay.ConnectAsync("svc");
+        var received = new StringBuilder();
+        await ExchangeAsync(socket, lines, received);
+        await bed.WaitUntilAsync(() => bed.AllShadowsReady(1), "the shadow is Ready after the large answers");
+        var session = Assert.Single(bed.Relay.App.Echo.Sessions);
+        using (var migrate = await bed.Relay.Http.PostAsync($"/api/sessions/{session.Session.Id}/migrate", null))
+        {
+            var answer = await migrate.Content.ReadAsStringAsync();
+            Assert.True(migrate.IsSuccessStatusCode, answer + "\n" + bed.Relay.Log.Tail(20));
+        }
+
+        await ExchangeAsync(socket, after, received);
+
+        using var direct = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await direct.ConnectAsync(backends[0].EndPoint);
+        var expected = new StringBuilder();
+        await ExchangeAsync(direct, [.. lines, .. after], expected);
+        Assert.Equal(expected.ToString(), received.ToString());
+    }
+
+    /// <summary>Sends each line and reads its one-line answer before the next.</summary>
+    private static async Task ExchangeAsync(Socket socket, IEnumerable<string> lines, StringBuilder answers)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var buffer = new byte[64 * 1024];
+        var pending = new List<byte>();
+        foreach (var line in lines)
+        {
+            await socket.SendAsync(Encoding.ASCII.GetBytes(line + "\n"), SocketFlags.None, timeout.Token);
+            int end;
+            while ((end = pending.IndexOf((byte)'\n')) < 0)
+            {
+                var read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+                Assert.True(read > 0, $"the connection closed before the answer to \"{line[..Math.Min(line.Length, 40)]}\"");
+                pending.AddRange(buffer.AsSpan(0, read));
+            }
+
+            answers.Append(Encoding.ASCII.GetString([.. pending.GetRange(0, end + 1)]));
+            pending.RemoveRange(0, end + 1);
+        }
+    }
+
+    [Fact]
     public async Task APlannedSpliceWithATailTheShadowHasNotAckedDeliversIdenticalBytes()
     {
         var backends = await BackendProcess.StartSampleServersAsync(2);
