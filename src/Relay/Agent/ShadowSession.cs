@@ -533,29 +533,29 @@ internal sealed class ShadowSession : IDisposable
     private async Task ReadOutputAsync(Socket backend)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(SmallReadBufferBytes);
-        var wanted = SmallReadBufferBytes;
+        var large = false;
         var smallReads = 0;
         try
         {
             while (true)
             {
-                if (buffer.Length < wanted || (wanted == SmallReadBufferBytes && buffer.Length >= ReadBufferBytes))
+                if (large != buffer.Length >= ReadBufferBytes)
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
-                    buffer = ArrayPool<byte>.Shared.Rent(wanted);
+                    buffer = ArrayPool<byte>.Shared.Rent(large ? ReadBufferBytes : SmallReadBufferBytes);
                 }
 
                 var read = await backend.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false);
                 if (read == buffer.Length)
                 {
-                    (wanted, smallReads) = (ReadBufferBytes, 0);
+                    (large, smallReads) = (true, 0);
                 }
-                else if (buffer.Length >= ReadBufferBytes)
+                else if (large)
                 {
                     smallReads = read <= SmallReadBufferBytes ? smallReads + 1 : 0;
                     if (smallReads >= SmallReadsBeforeShrinking)
                     {
-                        (wanted, smallReads) = (SmallReadBufferBytes, 0);
+                        (large, smallReads) = (false, 0);
                     }
                 }
 

@@ -108,13 +108,7 @@ internal sealed class DigestLog
 
         var size = (int)Math.Min((ulong)_capacity, BitOperations.RoundUpToPowerOf2((ulong)index + 1));
         var grown = NewRing(size);
-        foreach (var entry in entries)
-        {
-            if (entry.Index >= 0)
-            {
-                grown[entry.Index & (size - 1)] = entry;
-            }
-        }
+        entries.CopyTo(grown, 0);
 
         Volatile.Write(ref _entries, grown);
         return grown;

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Numerics;
 
 namespace Relay.Echo;
 
@@ -86,7 +85,7 @@ internal sealed class EchoLog : IDisposable
         _acked = new long[options.MaxShadows];
         _shadowState = new byte[options.MaxShadows];
         // Grown (doubling) as input arrives; the cap bounds it.
-        _segments = new byte[]?[(int)Math.Min(InitialSegmentSlots, BitOperations.RoundUpToPowerOf2((ulong)(_cap / _segmentBytes) + 2))];
+        _segments = new byte[]?[InitialSegmentSlots];
     }
 
     /// <summary>Bytes appended since session start: the log's end offset, <c>inOffset</c>.</summary>
@@ -288,14 +287,7 @@ internal sealed class EchoLog : IDisposable
             }
 
             _disposed = true;
-            for (var i = 0; i < _segmentCount; i++)
-            {
-                ref var slot = ref Slot(_firstSegment + i);
-                _pool.Return(slot!);
-                slot = null;
-            }
-
-            _segmentCount = 0;
+            ReturnOldestLocked(_segmentCount);
         }
     }
 
@@ -357,14 +349,7 @@ internal sealed class EchoLog : IDisposable
 
         lock (_gate)
         {
-            for (var i = 0; i < drop; i++)
-            {
-                ref var slot = ref Slot(_firstSegment + i);
-                _pool.Return(slot!);
-                slot = null;
-            }
-
-            _segmentCount -= drop;
+            ReturnOldestLocked(drop);
             _firstSegment = targetSegment;
             var start = targetSegment * _segmentBytes;
             for (var i = 0; i < _shadowState.Length; i++)
@@ -380,6 +365,19 @@ internal sealed class EchoLog : IDisposable
     }
 
     private ref byte[]? Slot(long segmentNumber) => ref _segments[segmentNumber & (_segments.Length - 1)];
+
+    /// <summary>Gives the oldest <paramref name="count"/> segments back to the pool (the caller moves <see cref="_firstSegment"/>).</summary>
+    private void ReturnOldestLocked(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            ref var slot = ref Slot(_firstSegment + i);
+            _pool.Return(slot!);
+            slot = null;
+        }
+
+        _segmentCount -= count;
+    }
 
     private void CopyLocked(long offset, Span<byte> destination)
     {
