@@ -101,7 +101,10 @@ public sealed class L4Handler
                             await WriteProxyHeaderAsync(direct.Socket, client).ConfigureAwait(false);
                         }
 
-                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct);
+                        // Non-blocking from here on: the pumps try each send and receive at once and
+                        // wait on the socket only when it is full or empty.
+                        direct.Socket.Blocking = false;
+                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct.Socket);
                         var outbound = PumpFromSocketAsync(session, direct, client.Transport.Output);
                         await inbound.ConfigureAwait(false);
                         await outbound.ConfigureAwait(false);
@@ -194,16 +197,61 @@ public sealed class L4Handler
     }
 
     /// <summary>
+    /// Sends all of <paramref name="data"/> on a socket in non-blocking mode: straight into its send
+    /// buffer while that has room (no operation object, no continuation), and through
+    /// <see cref="Socket.SendAsync(ReadOnlyMemory{byte}, SocketFlags, CancellationToken)"/> for the
+    /// rest only when the buffer is full, so only a session that meets backpressure keeps the
+    /// socket's cached send operation. A socket error is thrown as <see cref="SocketException"/>.
+    /// </summary>
+    private static ValueTask SendNowAsync(Socket socket, in ReadOnlySequence<byte> data)
+    {
+        long done = 0;
+        foreach (var segment in data)
+        {
+            var rest = segment;
+            while (!rest.IsEmpty)
+            {
+                var sent = socket.Send(rest.Span, SocketFlags.None, out var error);
+                if (error == SocketError.WouldBlock)
+                {
+                    return SendRestAsync(socket, data.Slice(done));
+                }
+
+                if (error != SocketError.Success)
+                {
+                    throw new SocketException((int)error);
+                }
+
+                rest = rest[sent..];
+                done += sent;
+            }
+        }
+
+        return ValueTask.CompletedTask;
+
+        static async ValueTask SendRestAsync(Socket socket, ReadOnlySequence<byte> rest)
+        {
+            foreach (var segment in rest)
+            {
+                await SendAllAsync(socket, segment).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
     /// Client to upstream, straight onto the upstream socket (no pipe between): sends what the
     /// client's pipe holds, then releases it, so the client's backpressure is the socket's. When the
     /// client's side ends, sends a FIN upstream and keeps the other direction open, as
     /// <see cref="UpstreamConnection"/>'s send loop does for a completed pipe.
     /// </summary>
-    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, UpstreamConnection upstream)
+    /// <remarks>
+    /// The socket is in non-blocking mode (see <see cref="SendNowAsync"/>). Only what is needed after
+    /// an await lives in the state machine: one of these stays on the heap for every idle session.
+    /// </remarks>
+    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, Socket socket)
     {
         var reason = RelayError.None;
         Exception? error = null;
-        var socket = upstream.Socket;
         try
         {
             while (true)
@@ -220,21 +268,16 @@ public sealed class L4Handler
                 }
 
                 var buffer = result.Buffer;
+                var (completed, canceled) = (result.IsCompleted, result.IsCanceled);
                 if (!buffer.IsEmpty)
                 {
                     session.AddIn(buffer.Length, _runtime.TimeProvider.GetTimestamp());
                     try
                     {
-                        if (buffer.IsSingleSegment)
+                        var sending = SendNowAsync(socket, buffer);
+                        if (!sending.IsCompletedSuccessfully)
                         {
-                            await SendAllAsync(socket, buffer.First).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            foreach (var segment in buffer)
-                            {
-                                await SendAllAsync(socket, segment).ConfigureAwait(false);
-                            }
+                            await sending.ConfigureAwait(false);
                         }
                     }
                     catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
@@ -246,13 +289,13 @@ public sealed class L4Handler
                 }
 
                 reader.AdvanceTo(buffer.End);
-                if (result.IsCompleted)
+                if (completed)
                 {
                     reason = RelayError.ClientClosed;
                     break;
                 }
 
-                if (result.IsCanceled)
+                if (canceled)
                 {
                     reason = RelayError.Aborted;
                     break;
@@ -262,7 +305,7 @@ public sealed class L4Handler
         finally
         {
             session.TrySetEndReason(reason, error?.Message);
-            await reader.CompleteAsync().ConfigureAwait(false);
+            reader.Complete();
             try
             {
                 socket.Shutdown(SocketShutdown.Send);
@@ -276,8 +319,9 @@ public sealed class L4Handler
 
     /// <summary>
     /// Upstream to client, received straight into the client's output pipe. An idle leg waits with a
-    /// zero-byte receive and holds no buffer; after a receive that filled its buffer it reads again
-    /// at once, as more is likely queued.
+    /// zero-byte receive and holds no buffer; the data is then taken with a non-blocking receive
+    /// (no second operation). After a receive that filled its buffer it reads again at once, as more
+    /// is likely queued, and waits only when the socket has nothing.
     /// </summary>
     private async Task PumpFromSocketAsync(L4Session session, UpstreamConnection upstream, PipeWriter writer)
     {
@@ -290,7 +334,6 @@ public sealed class L4Handler
             while (true)
             {
                 int read;
-                Memory<byte> memory;
                 try
                 {
                     if (!lastFilled)
@@ -298,8 +341,20 @@ public sealed class L4Handler
                         await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
                     }
 
-                    memory = writer.GetMemory(1);
-                    read = await socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                    var memory = writer.GetMemory(1);
+                    read = socket.Receive(memory.Span, SocketFlags.None, out var socketError);
+                    if (socketError == SocketError.WouldBlock)
+                    {
+                        lastFilled = false;
+                        continue;
+                    }
+
+                    if (socketError != SocketError.Success)
+                    {
+                        throw new SocketException((int)socketError);
+                    }
+
+                    lastFilled = read == memory.Length;
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {
@@ -313,7 +368,6 @@ public sealed class L4Handler
                     break;
                 }
 
-                lastFilled = read == memory.Length;
                 writer.Advance(read);
                 session.AddOut(read, _runtime.TimeProvider.GetTimestamp());
                 FlushResult flush;
@@ -345,7 +399,7 @@ public sealed class L4Handler
         {
             session.TrySetEndReason(reason, error?.Message);
             upstream.MarkClosed();
-            await writer.CompleteAsync().ConfigureAwait(false);
+            writer.Complete();
         }
     }
 
