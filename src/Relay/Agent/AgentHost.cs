@@ -137,7 +137,7 @@ public sealed partial class AgentHost : IAsyncDisposable
             // A connection stuck in a socket call; the sessions below are closed regardless.
         }
 
-        foreach (var session in _registry.Values)
+        foreach (var (_, session) in _registry)
         {
             session.Close();
         }

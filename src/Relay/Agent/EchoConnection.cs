@@ -105,7 +105,7 @@ internal sealed class EchoConnection : IShadowOwner
             await _channel.DisposeAsync().ConfigureAwait(false);
             await Task.WhenAll(Observe(receive), Observe(send), Observe(heartbeat)).ConfigureAwait(false);
             var dropped = 0;
-            foreach (var session in _sessions.Values)
+            foreach (var (_, session) in _sessions)
             {
                 if (!session.IsDetached)
                 {

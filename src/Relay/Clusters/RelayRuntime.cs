@@ -150,7 +150,7 @@ public sealed class RelayRuntime
 
         // Bytes: closed sessions were added when they ended; add the live ones' progress now.
         var live = new Dictionary<string, (long In, long Out)>(StringComparer.Ordinal);
-        foreach (var session in Sessions.Values)
+        foreach (var (_, session) in Sessions)
         {
             live.TryGetValue(session.RouteName, out var sums);
             var (bytesIn, bytesOut) = session.TakeUnreportedBytes();

@@ -552,7 +552,7 @@ public sealed class L4Handler
     {
         var now = _runtime.TimeProvider.GetTimestamp();
         var routes = _runtime.Snapshot.Config.Routes;
-        foreach (var session in _runtime.Sessions.Values)
+        foreach (var (_, session) in _runtime.Sessions)
         {
             if (!routes.TryGetValue(session.RouteName, out var route) || route.IdleTimeout <= TimeSpan.Zero)
             {

@@ -346,7 +346,7 @@ internal sealed class AgentLink : IAsyncDisposable
                 var sent = false;
                 wait = MaxShipWait;
                 var passStart = time.GetTimestamp();
-                foreach (var shadow in _shadows.Values)
+                foreach (var (_, shadow) in _shadows)
                 {
                     sent |= await ShipAsync(channel, shadow, frame, entries, cancellationToken).ConfigureAwait(false);
 
@@ -471,7 +471,7 @@ internal sealed class AgentLink : IAsyncDisposable
 
     private void LoseAllShadows(string reason)
     {
-        foreach (var shadow in _shadows.Values)
+        foreach (var (_, shadow) in _shadows)
         {
             _manager.ReportChange(shadow, shadow.MarkLost($"the agent's echo connection went down: {reason}"));
             _manager.DropShadow(shadow, reason);

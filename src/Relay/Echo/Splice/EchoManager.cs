@@ -368,7 +368,7 @@ public sealed class EchoManager : IAsyncDisposable
 
     internal void OnAgentConnected(AgentLink link)
     {
-        foreach (var spliced in _sessions.Values)
+        foreach (var (_, spliced) in _sessions)
         {
             EnsureShadows(spliced);
         }
@@ -782,7 +782,7 @@ public sealed class EchoManager : IAsyncDisposable
                     }
                 }
 
-                foreach (var spliced in _sessions.Values)
+                foreach (var (_, spliced) in _sessions)
                 {
                     if (spliced.Echo.ShadowCount < spliced.Echo.Policy.Shadows && !spliced.IsSplicing)
                     {
@@ -800,7 +800,7 @@ public sealed class EchoManager : IAsyncDisposable
     private void UpdateGauges()
     {
         var counts = new Dictionary<(string Route, ShadowState State), int>();
-        foreach (var spliced in _sessions.Values)
+        foreach (var (_, spliced) in _sessions)
         {
             foreach (var shadow in spliced.Echo.Shadows)
             {
@@ -826,7 +826,7 @@ public sealed class EchoManager : IAsyncDisposable
             await _watch.ConfigureAwait(false);
         }
 
-        foreach (var link in _links.Values)
+        foreach (var (_, link) in _links)
         {
             await link.DisposeAsync().ConfigureAwait(false);
         }
