@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using Relay.Configuration;
@@ -118,11 +119,18 @@ public sealed class AdminToken
         }
         else
         {
-            RandomNumberGenerator.Fill(bytes);
+            FillFromCryptography(bytes);
         }
 
         return Convert.ToHexStringLower(bytes);
     }
+
+    /// <summary>
+    /// Apart from <see cref="GenerateToken"/>, so that compiling that method on Linux does not load
+    /// System.Security.Cryptography for a call it never makes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FillFromCryptography(Span<byte> bytes) => RandomNumberGenerator.Fill(bytes);
 
     /// <summary>
     /// Removes token files that relays killed without a chance to clean up left in the directory:

@@ -16,7 +16,8 @@ public sealed class L7Host : IAsyncDisposable
 {
     private readonly RelayRuntime _runtime;
     private readonly ILoggerFactory _loggerFactory;
-    private readonly ServiceProvider _forwarderServices;
+    private readonly Lazy<L7Proxy> _proxy;
+    private ServiceProvider? _forwarderServices;
     private readonly L7Invokers _invokers = new();
     private readonly L7ListenerManager _listeners;
     private readonly CancellationTokenSource _stop = new();
@@ -27,19 +28,26 @@ public sealed class L7Host : IAsyncDisposable
     {
         _runtime = runtime;
         _loggerFactory = loggerFactory;
+        _proxy = new Lazy<L7Proxy>(CreateProxy, LazyThreadSafetyMode.ExecutionAndPublication);
+        _listeners = new L7ListenerManager(_proxy, tuning, services, loggerFactory);
+        runtime.Metrics.Registry.AddBeforeCollectCallback(UpdateGauges);
+    }
 
-        // YARP's forwarder needs only logging and a TimeProvider; a private container keeps it out of
-        // the admin application's services.
+    /// <summary>
+    /// YARP's forwarder, made when the first HTTP route starts listening: a relay with TCP routes only
+    /// never loads YARP. It needs only logging and a TimeProvider; a private container keeps it out of
+    /// the admin application's services.
+    /// </summary>
+    private L7Proxy CreateProxy()
+    {
         var collection = new ServiceCollection();
-        collection.AddSingleton(loggerFactory);
+        collection.AddSingleton(_loggerFactory);
         collection.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
-        collection.AddSingleton(runtime.TimeProvider);
+        collection.AddSingleton(_runtime.TimeProvider);
         collection.AddHttpForwarder();
         _forwarderServices = collection.BuildServiceProvider();
         var forwarder = _forwarderServices.GetRequiredService<IHttpForwarder>();
-        var proxy = new L7Proxy(runtime, forwarder, _invokers, loggerFactory.CreateLogger<L7Proxy>());
-        _listeners = new L7ListenerManager(proxy, tuning, services, loggerFactory);
-        runtime.Metrics.Registry.AddBeforeCollectCallback(UpdateGauges);
+        return new L7Proxy(_runtime, forwarder, _invokers, _loggerFactory.CreateLogger<L7Proxy>());
     }
 
     public IReadOnlyDictionary<string, IPEndPoint> BoundAddresses => _listeners.BoundAddresses;
@@ -133,7 +141,10 @@ public sealed class L7Host : IAsyncDisposable
         await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         await _listeners.DisposeAsync().ConfigureAwait(false);
         _invokers.Dispose();
-        await _forwarderServices.DisposeAsync().ConfigureAwait(false);
+        if (_forwarderServices is { } forwarderServices)
+        {
+            await forwarderServices.DisposeAsync().ConfigureAwait(false);
+        }
         _stop.Dispose();
         _applyLock.Dispose();
     }

@@ -17,7 +17,7 @@ namespace Relay.L7;
 /// </summary>
 internal sealed class L7ListenerManager : IAsyncDisposable
 {
-    private readonly L7Proxy _proxy;
+    private readonly Lazy<L7Proxy> _proxy;
     private readonly IServiceProvider _services;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
@@ -26,7 +26,7 @@ internal sealed class L7ListenerManager : IAsyncDisposable
     private readonly List<Task> _retiring = [];
     private readonly SemaphoreSlim _lock = new(1, 1);
 
-    public L7ListenerManager(L7Proxy proxy, TransportTuning tuning, IServiceProvider services, ILoggerFactory loggerFactory)
+    public L7ListenerManager(Lazy<L7Proxy> proxy, TransportTuning tuning, IServiceProvider services, ILoggerFactory loggerFactory)
     {
         _proxy = proxy;
         _services = services;
@@ -148,7 +148,7 @@ internal sealed class L7ListenerManager : IAsyncDisposable
         var server = new KestrelServer(Options.Create(options), _transport, _loggerFactory);
         try
         {
-            await server.StartAsync(new ProxyApplication(_proxy, this, route.Name), cancellationToken).ConfigureAwait(false);
+            await server.StartAsync(new ProxyApplication(_proxy.Value, this, route.Name), cancellationToken).ConfigureAwait(false);
         }
         catch
         {
