@@ -30,6 +30,7 @@ internal sealed class UpstreamConnection : ConnectionContext
     private readonly Socket _socket;
     private readonly PipeOptions _pipeOptions;
     private readonly object _sync = new();
+    private readonly nint _handle;
     private Pipe? _input;
     private Pipe? _output;
     private IDuplexPipe? _transport;
@@ -41,6 +42,8 @@ internal sealed class UpstreamConnection : ConnectionContext
     private volatile Exception? _abortReason;
     private volatile bool _isClosed;
     private int _disposed;
+    private EndPoint? _localEndPoint;
+    private string? _connectionId;
 
     /// <param name="socket">The connected socket.</param>
     /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>
@@ -49,14 +52,13 @@ internal sealed class UpstreamConnection : ConnectionContext
         _socket = socket;
         _pipeOptions = pipeOptions;
         RemoteEndPoint = EndPointOf(socket, remote: true);
-        LocalEndPoint = EndPointOf(socket, remote: false);
-        ConnectionId = $"upstream-{socket.Handle}";
+        _handle = socket.Handle;
     }
 
     /// <summary>
     /// The socket's address, or null when the peer already reset the connection: getpeername fails
     /// with ENOTCONN for a connect that landed in a dying listener's backlog. That connection then
-    /// fails on its first read or write, as a reset, like any other.
+    /// fails on its first read or write, as a reset, like any other. Null too once the socket is closed.
     /// </summary>
     private static EndPoint? EndPointOf(Socket socket, bool remote)
     {
@@ -64,10 +66,20 @@ internal sealed class UpstreamConnection : ConnectionContext
         {
             return remote ? socket.RemoteEndPoint : socket.LocalEndPoint;
         }
-        catch (SocketException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// Asked for by nothing on a plain session's path, so made on first use: the local address is
+    /// three objects (about 100 bytes) per idle session, the id a string.
+    /// </summary>
+    public override EndPoint? LocalEndPoint
+    {
+        get => _localEndPoint ??= EndPointOf(_socket, remote: false);
+        set => _localEndPoint = value;
     }
 
     /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
@@ -83,7 +95,11 @@ internal sealed class UpstreamConnection : ConnectionContext
         set => _transport = value;
     }
 
-    public override string ConnectionId { get; set; }
+    public override string ConnectionId
+    {
+        get => _connectionId ??= $"upstream-{_handle}";
+        set => _connectionId = value;
+    }
 
     public override CancellationToken ConnectionClosed
     {
