@@ -79,6 +79,45 @@ public class L4RelayTests
     }
 
     [Fact]
+    public async Task UpstreamThatStopsReading_HoldsTheClientBack_AndLosesNoByte()
+    {
+        // 32 MiB is more than the sockets' and pipes' buffers on the way hold, so the relay's
+        // send to the upstream finds a full buffer and waits for room (the path a plain session
+        // takes only under backpressure), then carries on where it stopped.
+        await using var upstream = new TestUpstream(async (socket, ct) =>
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(700), ct);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = new byte[64 * 1024];
+            long total = 0;
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
+            {
+                hash.AppendData(buffer, 0, read);
+                total += read;
+            }
+
+            var answer = new byte[40];
+            hash.GetHashAndReset().CopyTo(answer, 0);
+            BitConverter.TryWriteBytes(answer.AsSpan(32), total);
+            await socket.SendAsync(answer, SocketFlags.None, ct);
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        await using var relay = await TestRelay.StartAsync(Config(Endpoint("e1", upstream.Address)));
+        var payload = RandomNumberGenerator.GetBytes(32 * 1024 * 1024 + 5);
+
+        using var client = await relay.ConnectAsync("r");
+        await client.SendAllAsync(payload);
+        client.Shutdown(SocketShutdown.Send);
+        var answer = await client.ReceiveExactlyAsync(41);
+        Assert.Equal(40, answer.Length);
+        Assert.Equal(SHA256.HashData(payload), answer[..32]);
+        Assert.Equal(payload.Length, BitConverter.ToInt64(answer, 32));
+        await relay.Log.WaitForAsync("SessionEnded", TimeSpan.FromSeconds(10));
+        Assert.Contains($"relay_bytes_total{{route=\"r\",direction=\"in\"}} {payload.Length}", relay.Metrics());
+    }
+
+    [Fact]
     public async Task ManyConcurrentSessions_EachGetsItsOwnBytesBack()
     {
         await using var upstream = TestUpstream.Echo();
