@@ -148,7 +148,10 @@ internal sealed class DigestLog
         var count = Volatile.Read(ref _count);
         var entries = Volatile.Read(ref _entries);
         var mask = entries.Length - 1;
-        var start = Math.Max(fromIndex, Math.Max(0, count - entries.Length + 1));
+        // Only a full-size ring drops entries (the writer may be putting index `count` into the slot
+        // of `count - Length` now); a smaller one grows first, so all it was given is still there.
+        var oldest = entries.Length < _capacity ? 0 : Math.Max(0, count - entries.Length + 1);
+        var start = Math.Max(fromIndex, oldest);
         var n = (int)Math.Min(destination.Length, Math.Max(0, count - start));
         var written = 0;
         for (var i = 0; i < n; i++)
