@@ -1,9 +1,9 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.Diagnostics;
+using Relay.L4;
 
 namespace Relay.Health;
 
@@ -118,23 +118,14 @@ public sealed class ActiveHealthProber : IAsyncDisposable
     /// <summary>Connects and closes; returns null on success or why it failed.</summary>
     public static async Task<string?> ProbeOnceAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
-        using var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(timeout);
-        try
+        var outcome = await TcpConnect.ConnectAsync(address, timeout, cancellationToken).ConfigureAwait(false);
+        outcome.Socket?.Dispose();
+        return outcome switch
         {
-            await socket.ConnectAsync(target, cts.Token).ConfigureAwait(false);
-            return null;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return $"connect timed out after {DurationParser.Format(timeout)}";
-        }
-        catch (SocketException ex)
-        {
-            return $"connect failed: {ex.SocketErrorCode}";
-        }
+            { Socket: not null } => null,
+            { TimedOut: true } => $"connect timed out after {DurationParser.Format(timeout)}",
+            _ => $"connect failed: {outcome.Error}",
+        };
     }
 
     private sealed class ProbeSlot

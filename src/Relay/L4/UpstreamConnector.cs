@@ -24,33 +24,20 @@ public sealed class UpstreamConnector : IDisposable
 
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
-        var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
-        socket.NoDelay = true;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(timeout);
-        try
+        var outcome = await TcpConnect.ConnectAsync(address, timeout, cancellationToken).ConfigureAwait(false);
+        if (outcome.Socket is { } socket)
         {
-            await socket.ConnectAsync(target, cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            socket.Dispose();
-            return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
-        }
-        catch (SocketException ex)
-        {
-            socket.Dispose();
-            var error = ex.SocketErrorCode == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
-            return new ConnectResult(null, error, ex.Message);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
+            socket.NoDelay = true;
+            return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
         }
 
-        return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
+        if (outcome.TimedOut)
+        {
+            return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
+        }
+
+        var error = outcome.Error == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
+        return new ConnectResult(null, error, new SocketException((int)outcome.Error).Message);
     }
 
     /// <summary>Wraps a socket that is already connected (an agent's takeover connection) as an upstream leg.</summary>

@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
+
+namespace Relay.L4;
+
+/// <summary>
+/// Opens TCP connections for the data path and the health probes and reports a refused, unreachable
+/// or timed-out connect as a value, not an exception.
+/// </summary>
+/// <remarks>
+/// <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/> throws for every failed connect,
+/// and the runtime captures each exception's stack trace with file and line, which loads the PDB
+/// readers (about 2 MiB of the process) at the first one and costs tens of microseconds at each: a
+/// backend that is down meets a stream of them from the sessions and probes that try it.
+/// </remarks>
+internal static class TcpConnect
+{
+    /// <summary>The connected socket, or why there is none.</summary>
+    internal readonly record struct Outcome(Socket? Socket, SocketError Error, bool TimedOut);
+
+    /// <summary>
+    /// Connects to <paramref name="address"/> (an IP address, or a host name tried address by
+    /// address) within <paramref name="timeout"/>. Throws <see cref="OperationCanceledException"/>
+    /// only when <paramref name="cancellationToken"/> is cancelled.
+    /// </summary>
+    public static async ValueTask<Outcome> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
+        var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        var error = SocketError.Success;
+        var timedOut = false;
+        using (var operation = new ConnectOperation(target))
+        {
+            try
+            {
+                if (socket.ConnectAsync(operation))
+                {
+                    // A connect cannot be cancelled, only its socket closed: that ends it with OperationAborted.
+                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    timer.CancelAfter(timeout);
+                    using (timer.Token.UnsafeRegister(static state => ((Socket)state!).Dispose(), socket))
+                    {
+                        error = await operation.Completion.ConfigureAwait(false);
+                    }
+
+                    timedOut = error == SocketError.OperationAborted && timer.IsCancellationRequested;
+                }
+                else
+                {
+                    error = operation.SocketError;
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                error = SocketError.OperationAborted;
+            }
+        }
+
+        if (error == SocketError.Success)
+        {
+            return new Outcome(socket, error, TimedOut: false);
+        }
+
+        socket.Dispose();
+        cancellationToken.ThrowIfCancellationRequested();
+        return new Outcome(null, error, timedOut);
+    }
+
+    /// <summary>One connect's completion as a <see cref="ValueTask{SocketError}"/>.</summary>
+    private sealed class ConnectOperation : SocketAsyncEventArgs, IValueTaskSource<SocketError>
+    {
+        private ManualResetValueTaskSourceCore<SocketError> _source;
+
+        public ConnectOperation(EndPoint target)
+            : base(unsafeSuppressExecutionContextFlow: true)
+        {
+            RemoteEndPoint = target;
+            _source.RunContinuationsAsynchronously = false;
+        }
+
+        public ValueTask<SocketError> Completion => new(this, _source.Version);
+
+        protected override void OnCompleted(SocketAsyncEventArgs e) => _source.SetResult(e.SocketError);
+
+        public SocketError GetResult(short token) => _source.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _source.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _source.OnCompleted(continuation, state, token, flags);
+    }
+}
