@@ -24,20 +24,33 @@ public sealed class UpstreamConnector : IDisposable
 
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var outcome = await TcpConnect.ConnectAsync(address, timeout, cancellationToken).ConfigureAwait(false);
-        if (outcome.Socket is { } socket)
+        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
+        var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        socket.NoDelay = true;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout);
+        try
         {
-            socket.NoDelay = true;
-            return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
+            await socket.ConnectAsync(target, cts.Token).ConfigureAwait(false);
         }
-
-        if (outcome.TimedOut)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
+            socket.Dispose();
             return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
         }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            var error = ex.SocketErrorCode == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
+            return new ConnectResult(null, error, ex.Message);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
 
-        var error = outcome.Error == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
-        return new ConnectResult(null, error, new SocketException((int)outcome.Error).Message);
+        return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
     }
 
     /// <summary>Wraps a socket that is already connected (an agent's takeover connection) as an upstream leg.</summary>

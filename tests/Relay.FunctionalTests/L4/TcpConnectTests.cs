@@ -6,7 +6,7 @@ using Relay.L4;
 
 namespace Relay.FunctionalTests.L4;
 
-/// <summary>The connect the data path and the probes share: outcomes as values, on real sockets.</summary>
+/// <summary>The health probes' connect: outcomes as values, on real sockets.</summary>
 public sealed class TcpConnectTests
 {
     [Fact]
