@@ -134,9 +134,17 @@ internal sealed class DigestLog
         entry = entries[index & (entries.Length - 1)];
         Interlocked.MemoryBarrier();
         var after = Volatile.Read(ref _count);
-        // Only a full-size ring wraps: a smaller one grows before an index would overwrite another.
-        return entry.Index == index && (entries.Length < _capacity || index > after - entries.Length);
+        return entry.Index == index && index >= OldestSafe(entries, after);
     }
+
+    /// <summary>
+    /// The lowest index a reader of <paramref name="entries"/> can trust while the count is
+    /// <paramref name="count"/>. Only a full-size ring wraps: the writer may be putting index
+    /// <c>count</c> into the slot of <c>count - Length</c> now. A smaller one grows before an index
+    /// would overwrite another, so everything it was given is still there.
+    /// </summary>
+    private long OldestSafe(DigestEntry[] entries, long count) =>
+        entries.Length < _capacity ? 0 : Math.Max(0, count - entries.Length + 1);
 
     /// <summary>
     /// Copies retained entries from <paramref name="fromIndex"/> on, for the echo shipper.
@@ -148,10 +156,7 @@ internal sealed class DigestLog
         var count = Volatile.Read(ref _count);
         var entries = Volatile.Read(ref _entries);
         var mask = entries.Length - 1;
-        // Only a full-size ring drops entries (the writer may be putting index `count` into the slot
-        // of `count - Length` now); a smaller one grows first, so all it was given is still there.
-        var oldest = entries.Length < _capacity ? 0 : Math.Max(0, count - entries.Length + 1);
-        var start = Math.Max(fromIndex, oldest);
+        var start = Math.Max(fromIndex, OldestSafe(entries, count));
         var n = (int)Math.Min(destination.Length, Math.Max(0, count - start));
         var written = 0;
         for (var i = 0; i < n; i++)
@@ -165,8 +170,8 @@ internal sealed class DigestLog
 
         Interlocked.MemoryBarrier();
         var after = Volatile.Read(ref _count);
-        var firstSafe = after - entries.Length + 1;
-        if (written > 0 && entries.Length == _capacity && destination[0].Index < firstSafe)
+        var firstSafe = OldestSafe(entries, after);
+        if (written > 0 && destination[0].Index < firstSafe)
         {
             // The writer lapped part of what we read: keep only what it cannot have touched.
             var keep = 0;
