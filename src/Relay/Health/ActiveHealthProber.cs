@@ -3,7 +3,6 @@ using System.Runtime.CompilerServices;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.Diagnostics;
-using Relay.L4;
 
 namespace Relay.Health;
 

@@ -2,9 +2,9 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Relay.FunctionalTests.Infrastructure;
-using Relay.L4;
+using Relay.Health;
 
-namespace Relay.FunctionalTests.L4;
+namespace Relay.FunctionalTests.Health;
 
 /// <summary>The health probes' connect: outcomes as values, on real sockets.</summary>
 public sealed class TcpConnectTests

@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
 
-namespace Relay.L4;
+using Relay.L4;
+
+namespace Relay.Health;
 
 /// <summary>
 /// Opens the health probes' TCP connections and reports a refused, unreachable or timed-out connect
@@ -34,28 +36,21 @@ internal static class TcpConnect
         var timedOut = false;
         using (var operation = new ConnectOperation(target))
         {
-            try
+            if (socket.ConnectAsync(operation))
             {
-                if (socket.ConnectAsync(operation))
+                // A connect cannot be cancelled, only its socket closed: that ends it with OperationAborted.
+                using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timer.CancelAfter(timeout);
+                using (timer.Token.UnsafeRegister(static state => ((Socket)state!).Dispose(), socket))
                 {
-                    // A connect cannot be cancelled, only its socket closed: that ends it with OperationAborted.
-                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    timer.CancelAfter(timeout);
-                    using (timer.Token.UnsafeRegister(static state => ((Socket)state!).Dispose(), socket))
-                    {
-                        error = await operation.Completion.ConfigureAwait(false);
-                    }
+                    error = await operation.Completion.ConfigureAwait(false);
+                }
 
-                    timedOut = error == SocketError.OperationAborted && timer.IsCancellationRequested;
-                }
-                else
-                {
-                    error = operation.SocketError;
-                }
+                timedOut = error == SocketError.OperationAborted && timer.IsCancellationRequested;
             }
-            catch (ObjectDisposedException)
+            else
             {
-                error = SocketError.OperationAborted;
+                error = operation.SocketError;
             }
         }
 
@@ -78,7 +73,6 @@ internal static class TcpConnect
             : base(unsafeSuppressExecutionContextFlow: true)
         {
             RemoteEndPoint = target;
-            _source.RunContinuationsAsynchronously = false;
         }
 
         public ValueTask<SocketError> Completion => new(this, _source.Version);
