@@ -52,8 +52,8 @@ internal static class AdminApi
             await next(context).ConfigureAwait(false);
         });
 
-        app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", () =>
+        app.Get("/healthz", _ => Results.Text("ok\n"));
+        app.Get("/readyz", _ =>
         {
             var problems = Readiness(runtime, listeners, l7);
             return problems.Count == 0
@@ -61,7 +61,7 @@ internal static class AdminApi
                 : Results.Text("not ready:\n" + string.Join("\n", problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
         });
 
-        app.MapGet("/api/routes", () =>
+        app.Get("/api/routes", _ =>
         {
             var bound = listeners.BoundAddresses.Concat(l7.BoundAddresses).ToDictionary();
             return runtime.Snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new
@@ -77,45 +77,58 @@ internal static class AdminApi
             });
         });
 
-        app.MapGet("/api/endpoints", () =>
+        app.Get("/api/endpoints", _ =>
         {
             var now = runtime.TimeProvider.GetTimestamp();
             return runtime.Snapshot.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
                 .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo, prediction)));
         });
 
-        app.MapGet("/api/endpoints/{id}", (string id) =>
+        app.Get("/api/endpoints/{id}", context =>
         {
+            var id = context.Route("id");
             var endpoint = runtime.FindEndpoint(id);
             return endpoint is null
                 ? Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound)
                 : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction));
         });
 
-        app.MapGet("/api/sessions", (string? route, string? endpoint, int? limit) =>
+        app.Get("/api/sessions", context =>
         {
+            if (!context.TryQueryInt32("limit", 1000, 1, 100_000, out var limit, out var error))
+            {
+                return error;
+            }
+
+            var (route, endpoint) = (context.Query("route"), context.Query("endpoint"));
             var sessions = runtime.Sessions.Values
                 .Where(s => (route is null || s.RouteName == route) && (endpoint is null || s.Endpoint?.Id == endpoint))
                 .OrderBy(s => s.Id)
-                .Take(Math.Clamp(limit ?? 1000, 1, 100_000));
+                .Take(limit);
             return sessions.Select(s => SessionView(s, runtime.TimeProvider, echo));
         });
 
-        app.MapGet("/api/sessions/{id:long}", (long id) => runtime.Sessions.TryGetValue(id, out var session)
-            ? Results.Json(SessionView(session, runtime.TimeProvider, echo))
-            : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound));
+        app.Get("/api/sessions/{id:long}", context =>
+        {
+            var id = context.RouteInt64("id");
+            return runtime.Sessions.TryGetValue(id, out var session)
+                ? Results.Json(SessionView(session, runtime.TimeProvider, echo))
+                : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound);
+        });
 
         // L7 (issue 6): per-route request, retry, affinity and mirror state, and the L7 sessions.
-        app.MapGet("/api/l7/routes", () => l7.RouteViews());
-        app.MapGet("/api/l7/routes/{name}", (string name) => l7.RouteView(name) is { } view
+        app.Get("/api/l7/routes", _ => l7.RouteViews());
+        app.Get("/api/l7/routes/{name}", context => context.Route("name") is var name && l7.RouteView(name) is { } view
             ? Results.Json(view)
             : Results.Json(new { error = $"no HTTP route \"{name}\"" }, statusCode: StatusCodes.Status404NotFound));
-        app.MapGet("/api/l7/sessions", (string? route, string? endpoint, int? limit) => l7.SessionViews(route, endpoint, Math.Clamp(limit ?? 1000, 1, 100_000)));
+        app.Get("/api/l7/sessions", context => context.TryQueryInt32("limit", 1000, 1, 100_000, out var limit, out var error)
+            ? l7.SessionViews(context.Query("route"), context.Query("endpoint"), limit)
+            : error);
 
         // Drain: the endpoint takes no new sessions (L4) and its L7 sessions move on their next request.
         // With echo, the endpoint's echoed sessions also move to their shadows now.
-        app.MapPost("/api/endpoints/{id}/drain", (string id) => SetDraining(runtime, echo, prediction, id, true));
-        app.MapPost("/api/endpoints/{id}/undrain", (string id) => SetDraining(runtime, echo, prediction, id, false));
+        app.Post("/api/endpoints/{id}/drain", context => SetDraining(runtime, echo, prediction, context.Route("id"), true));
+        app.Post("/api/endpoints/{id}/undrain", context => SetDraining(runtime, echo, prediction, context.Route("id"), false));
         EchoApi.Map(app, runtime, echo);
         PredictionApi.Map(app, runtime, prediction);
 

@@ -14,8 +14,9 @@ internal static class EchoApi
 
     public static void Map(WebApplication app, RelayRuntime runtime, EchoManager echo)
     {
-        app.MapPost("/api/sessions/{id:long}/migrate", async (long id, HttpRequest request) =>
+        app.Map("/api/sessions/{id:long}/migrate", [HttpMethods.Post], async context =>
         {
+            var (id, request) = (context.RouteInt64("id"), context.Request);
             string? target = request.Query["target"];
             if (target is null && request.ContentLength > 0)
             {
@@ -36,8 +37,9 @@ internal static class EchoApi
                 statusCode: outcome.Spliced ? StatusCodes.Status200OK : StatusCodes.Status409Conflict);
         });
 
-        app.MapPost("/api/endpoints/{id}/notice", async (string id, HttpRequest request) =>
+        app.Map("/api/endpoints/{id}/notice", [HttpMethods.Post], async context =>
         {
+            var (id, request) = (context.Route("id"), context.Request);
             var endpoint = runtime.FindEndpoint(id);
             if (endpoint is null)
             {
@@ -80,17 +82,18 @@ internal static class EchoApi
             return Results.Json(new { endpoint = id, goesAwayAt = at, draining = true, moving }, statusCode: StatusCodes.Status202Accepted);
         });
 
-        app.MapGet("/api/echo-policies", () => runtime.Snapshot.Config.Routes.Values
+        app.Get("/api/echo-policies", _ => runtime.Snapshot.Config.Routes.Values
             .Where(r => r.Protocol == RouteProtocol.Tcp)
             .OrderBy(r => r.Name, StringComparer.Ordinal)
             .Select(r => new { route = r.Name, policy = PolicyView(echo.PolicyFor(r)) }));
 
-        app.MapGet("/api/echo-policies/{route}", (string route) => runtime.Snapshot.Config.Routes.TryGetValue(route, out var r)
+        app.Get("/api/echo-policies/{route}", context => context.Route("route") is var route && runtime.Snapshot.Config.Routes.TryGetValue(route, out var r)
             ? Results.Json(new { route, policy = PolicyView(echo.PolicyFor(r)) })
             : Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound));
 
-        app.MapPut("/api/echo-policies/{route}", async (string route, HttpRequest request) =>
+        app.Map("/api/echo-policies/{route}", [HttpMethods.Put], async context =>
         {
+            var (route, request) = (context.Route("route"), context.Request);
             if (!runtime.Snapshot.Config.Routes.TryGetValue(route, out var r))
             {
                 return Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound);
@@ -106,8 +109,9 @@ internal static class EchoApi
             return Results.Json(new { route, policy = PolicyView(policy), appliesTo = "sessions that start from now on; live sessions keep the policy they started with" });
         });
 
-        app.MapMethods("/api/echo-policies/{route}/estimate", ["GET", "POST"], async (string route, HttpRequest request) =>
+        app.Map("/api/echo-policies/{route}/estimate", [HttpMethods.Get, HttpMethods.Post], async context =>
         {
+            var (route, request) = (context.Route("route"), context.Request);
             if (!runtime.Snapshot.Config.Routes.TryGetValue(route, out var r))
             {
                 return Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound);

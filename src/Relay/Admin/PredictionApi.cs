@@ -10,8 +10,9 @@ internal static class PredictionApi
 
     public static void Map(WebApplication app, RelayRuntime runtime, PredictionService prediction)
     {
-        app.MapGet("/api/endpoints/{id}/score", (string id) =>
+        app.Get("/api/endpoints/{id}/score", context =>
         {
+            var id = context.Route("id");
             var endpoint = runtime.FindEndpoint(id);
             if (endpoint is null)
             {
@@ -26,9 +27,11 @@ internal static class PredictionApi
             return Results.Json(new { endpoint = id, cluster = endpoint.ClusterName, score = prediction.ScoreOf(endpoint.ClusterName, endpoint.Id) });
         });
 
-        app.MapGet("/api/recommendations", (int? limit) => Results.Json(prediction.Recommendations(Math.Clamp(limit ?? 100, 1, PredictionService.RecentCapacity))));
+        app.Get("/api/recommendations", context => context.TryQueryInt32("limit", 100, 1, PredictionService.RecentCapacity, out var limit, out var error)
+            ? Results.Json(prediction.Recommendations(limit))
+            : error);
 
-        app.MapGet("/api/scaling", () => prediction.Enabled
+        app.Get("/api/scaling", _ => prediction.Enabled
             ? Results.Json(new { enabled = true, routes = prediction.Scaling() })
             : Results.Json(new { error = Off }, statusCode: StatusCodes.Status409Conflict));
     }

@@ -70,6 +70,42 @@ public class AdminApiTests
     }
 
     [Fact]
+    public async Task SessionQueries_FilterAndLimit_AndABadValueGetsAClearError()
+    {
+        await using var upstream = TestUpstream.Echo();
+        await using var relay = await TestRelay.StartAsync(L4RelayTests.Config(L4RelayTests.Endpoint("e1", upstream.Address)));
+        using var first = await relay.ConnectAsync("r");
+        using var second = await relay.ConnectAsync("r");
+        foreach (var client in new[] { first, second })
+        {
+            await client.SendAllAsync(new byte[10]);
+            Assert.Equal(10, (await client.ReceiveExactlyAsync(10)).Length);
+        }
+
+        async Task<int> CountAsync(string query)
+        {
+            using var list = JsonDocument.Parse(await relay.Http.GetStringAsync("/api/sessions" + query).WaitAsync(TimeSpan.FromSeconds(10)));
+            return list.RootElement.GetArrayLength();
+        }
+
+        Assert.Equal(2, await CountAsync(""));
+        Assert.Equal(2, await CountAsync("?route=r&endpoint=e1"));
+        Assert.Equal(0, await CountAsync("?route=other"));
+        Assert.Equal(0, await CountAsync("?endpoint=e2"));
+        Assert.Equal(1, await CountAsync("?limit=1"));
+        Assert.Equal(1, await CountAsync("?limit=0")); // clamped to at least one
+
+        using var bad = await relay.Http.GetAsync("/api/sessions?limit=ten").WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        using var problem = JsonDocument.Parse(await bad.Content.ReadAsStringAsync());
+        Assert.Equal("limit: expected an integer, found \"ten\"", problem.RootElement.GetProperty("error").GetString());
+
+        // {id:long}: an id that is not a number matches no route.
+        using var notANumber = await relay.Http.GetAsync("/api/sessions/abc").WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.NotFound, notANumber.StatusCode);
+    }
+
+    [Fact]
     public async Task Metrics_ArePrometheusText_WithSessionsAndHistogram()
     {
         await using var upstream = TestUpstream.Echo();
@@ -88,5 +124,22 @@ public class AdminApiTests
         Assert.Contains("relay_sessions_active{route=\"r\"} 0", text);
         Assert.Contains("relay_session_duration_seconds_count{route=\"r\"} 1", text);
         Assert.Contains("relay_endpoint_healthy{cluster=\"c\",endpoint=\"e1\"} 1", text);
+
+        // Process metrics, read from /proc/self (this test's process hosts the relay).
+        double Value(string name)
+        {
+            var line = text.Split('\n').Single(l => l.StartsWith(name + " ", StringComparison.Ordinal));
+            return double.Parse(line[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        Assert.InRange(Value("process_working_set_bytes"), Environment.WorkingSet / 2.0, Environment.WorkingSet * 2.0);
+        Assert.InRange(Value("process_num_threads"), 2, 10_000);
+        Assert.InRange(Value("process_open_handles"), 3, 100_000); // at least the sockets of this test
+        Assert.True(Value("process_virtual_memory_bytes") >= Value("process_working_set_bytes"));
+        Assert.True(Value("process_cpu_seconds_total") > 0);
+        var started = DateTimeOffset.FromUnixTimeMilliseconds((long)(Value("process_start_time_seconds") * 1000));
+        var startedByTheRuntime = System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime();
+        Assert.InRange((started - startedByTheRuntime).Duration(), TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        Assert.True(Value("dotnet_total_memory_bytes") > 0);
     }
 }
