@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perf/compare.sh: measure, in one run, a direct connection vs HAProxy (mode tcp) vs Relay with
 # real unmodified tools (redis-benchmark against redis-server, iperf3), plus the relay's memory
-# under 5,000 idle sessions. Prints a markdown table. See perf/README.md.
+# under 5,000 idle sessions (its /metrics scraped every 5 s, as an operator would). Prints a markdown
+# table. See perf/README.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -451,8 +452,15 @@ done
 
 # ---------------------------------------------------------------- memory: 5,000 idle sessions
 mem_note=""
-run_memory() { # VARIANT PORT PID
-    local v="$1" port="$2" pid="$3" out="$work/idle-$1.txt" base samples=() s max open
+# scrape_metrics ADMINPORT: one GET /metrics with the memory relay's token, as Prometheus would.
+scrape_metrics() {
+    curl -s -o /dev/null --max-time 5 -H "Authorization: Bearer $mem_token" "http://127.0.0.1:$1/metrics" || true
+}
+run_memory() { # VARIANT PORT PID [ADMINPORT]
+    local v="$1" port="$2" pid="$3" admin="${4:-}" out="$work/idle-$1.txt" base samples=() s max open i=0
+    # The relay is measured the way an operator runs it: scraped (first before the base sample, then
+    # every 5 s), since a relay's first admin request and each scrape cost memory of their own.
+    [[ -n "$admin" ]] && { scrape_metrics "$admin"; sleep 1; }
     base=$(rss_mib "$pid")
     env DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 $(on_cpu $load_cpu) "$loadgen_bin" idle --target "127.0.0.1:$port" --sessions "$mem_sessions" --size 16 \
         --duration "$mem_hold" >"$out" 2>"$out.err" &
@@ -463,7 +471,10 @@ run_memory() { # VARIANT PORT PID
         return 0
     fi
     sleep 5 # let accepts, upstream connects and the GC settle
-    for _ in $(seq 1 $((mem_hold - 8))); do samples+=("$(rss_mib "$pid")"); sleep 1; done
+    for _ in $(seq 1 $((mem_hold - 8))); do
+        [[ -n "$admin" && $((i++ % 5)) -eq 0 ]] && scrape_metrics "$admin"
+        samples+=("$(rss_mib "$pid")"); sleep 1
+    done
     wait "$idle_pid" 2>/dev/null || true
     max=$(printf '%s\n' "${samples[@]}" | sort -g | tail -1)
     open=$(grep -o '"open_at_end":[0-9]*' "$out" | cut -d: -f2)
@@ -483,12 +494,17 @@ if group memory; then
     run_memory haproxy "$p_ha_mem" "$ha_mem_pid"
     stop "$ha_mem_pid"
     if [[ " ${variants[*]} " == *" relay "* ]]; then
+        mem_token=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        saved_env=("${relay_env[@]+"${relay_env[@]}"}")
+        relay_env+=("RELAY_ADMIN_TOKEN=$mem_token")
         if start_relay relay-mem "$p_rl_mem_admin" "$p_rl_mem" "$p_echo"; then
+            relay_env=("${saved_env[@]+"${saved_env[@]}"}")
             rl_mem_pid=$started_pid
             sleep 2
-            run_memory relay "$p_rl_mem" "$rl_mem_pid"
+            run_memory relay "$p_rl_mem" "$rl_mem_pid" "$p_rl_mem_admin"
             stop "$rl_mem_pid"
         else
+            relay_env=("${saved_env[@]+"${saved_env[@]}"}")
             log "memory via relay: relay $relay_state"
         fi
     fi

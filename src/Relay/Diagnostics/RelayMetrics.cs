@@ -14,7 +14,7 @@ public sealed class RelayMetrics
         Registry = Metrics.NewCustomRegistry();
 
         // Process and runtime metrics (memory, GC, threads, CPU) beside the relay's own.
-        DotNetStats.Register(Registry);
+        ProcessMetrics.Register(Registry);
         var factory = Metrics.WithCustomRegistry(Registry);
         SessionsActive = factory.CreateGauge("relay_sessions_active", "Sessions open now.", "route");
         SessionsTotal = factory.CreateCounter("relay_sessions_total", "Sessions accepted and connected upstream.", "route");
