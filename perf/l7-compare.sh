@@ -15,6 +15,10 @@ Usage: perf/l7-compare.sh [options]
 
   --duration S        seconds per measured wrk run (default 10)
   --rounds N          rounds over all variants; each cell is the median (default 3)
+  --warmup S          unrecorded wrk seconds per variant before the first round (default 10: the
+                      relay's tiered JIT recompiles Kestrel's, YARP's and HttpClient's hot paths on
+                      the proxy's one CPU for several seconds; a 3 s warm-up left round 1 at
+                      59 us of CPU per request against 37 in round 2)
   --connections N     wrk connections (default 64)
   --threads N         wrk threads (default 2)
   --unpinned          do not pin with taskset (default: proxy on CPU 1; wrk and backends on CPU 0)
@@ -38,6 +42,7 @@ EOF
 
 duration=10
 rounds=3
+warmup=10
 connections=64
 threads=2
 pin=1
@@ -57,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--duration needs seconds"; duration="$2"; shift ;;
         --rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive whole number"; rounds="$2"; shift ;;
+        --warmup) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--warmup needs a positive whole number of seconds"; warmup="$2"; shift ;;
         --connections) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--connections needs a number"; connections="$2"; shift ;;
         --threads) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || die "--threads needs a number"; threads="$2"; shift ;;
         --unpinned) pin=0 ;;
@@ -223,8 +229,8 @@ variants=(direct haproxy relay relay-mirror relay-mirror-shed)
 declare -A port=([direct]=$p_backend [haproxy]=$p_haproxy [relay]=$p_relay [relay-mirror]=$p_mirror [relay-mirror-shed]=$p_shed)
 declare -A proxy_pid=([direct]="" [haproxy]=$haproxy_pid [relay]=$relay_pid [relay-mirror]=$relay_pid [relay-mirror-shed]=$relay_pid)
 declare -A samples
-echo "warming up (3 s each)..." >&2
-for v in "${variants[@]}"; do run_wrk "${port[$v]}" 3 >/dev/null; done
+echo "warming up ($warmup s each)..." >&2
+for v in "${variants[@]}"; do run_wrk "${port[$v]}" "$warmup" >/dev/null; done
 for r in $(seq 1 "$rounds"); do
     for v in "${variants[@]}"; do
         result="$(run_wrk "${port[$v]}" "$duration" "${proxy_pid[$v]}")"
