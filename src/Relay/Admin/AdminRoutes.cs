@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 
 namespace Relay.Admin;
 
@@ -59,6 +60,29 @@ internal static class AdminRoutes
 
         value = Math.Clamp(parsed, min, max);
         return true;
+    }
+
+    /// <summary>
+    /// The request's body read as JSON into <typeparamref name="T"/>, whatever its Content-Type says
+    /// (<c>curl -d</c> says form data); the default when there is no body; a 400 naming the problem when
+    /// it is not JSON of that shape.
+    /// </summary>
+    public static async Task<(T? Value, IResult? Error)> ReadJsonAsync<T>(this HttpRequest request)
+        where T : class
+    {
+        if (!(request.ContentLength > 0))
+        {
+            return (null, null);
+        }
+
+        try
+        {
+            return (await JsonSerializer.DeserializeAsync<T>(request.Body, JsonSerializerOptions.Web, request.HttpContext.RequestAborted).ConfigureAwait(false), null);
+        }
+        catch (JsonException ex)
+        {
+            return (null, Results.Json(new { error = $"body: not valid JSON: {ex.Message}" }, statusCode: StatusCodes.Status400BadRequest));
+        }
     }
 
     private static RequestDelegate Delegate(Handler handler) => context => WriteAsync(context, handler(context));

@@ -18,9 +18,14 @@ internal static class EchoApi
         {
             var (id, request) = (context.RouteInt64("id"), context.Request);
             string? target = request.Query["target"];
-            if (target is null && request.ContentLength > 0)
+            if (target is null)
             {
-                var body = await request.ReadFromJsonAsync<MigrateRequest>().ConfigureAwait(false);
+                var (body, error) = await request.ReadJsonAsync<MigrateRequest>().ConfigureAwait(false);
+                if (error is not null)
+                {
+                    return error;
+                }
+
                 target = body?.Target;
             }
 
@@ -46,17 +51,10 @@ internal static class EchoApi
                 return Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound);
             }
 
-            NoticeRequest? body = null;
-            if (request.ContentLength > 0)
+            var (body, error) = await request.ReadJsonAsync<NoticeRequest>().ConfigureAwait(false);
+            if (error is not null)
             {
-                try
-                {
-                    body = await request.ReadFromJsonAsync<NoticeRequest>().ConfigureAwait(false);
-                }
-                catch (System.Text.Json.JsonException ex)
-                {
-                    return Results.Json(new { error = $"body: not valid JSON: {ex.Message}" }, statusCode: StatusCodes.Status400BadRequest);
-                }
+                return error;
             }
 
             DateTimeOffset at;

@@ -293,6 +293,80 @@ public sealed class SpliceTests
     }
 
     [Fact]
+    public async Task AnInterruptionNoticeMovesTheEndpointsSessions_AndBadBodiesGetClearErrors()
+    {
+        var backends = await BackendProcess.StartSampleServersAsync(2);
+        await using var bed = await EchoTestbed.StartAsync(backends, LinesPolicy.Replace("SHADOWS", "1", StringComparison.Ordinal));
+        const int Clients = 6;
+        var clients = Enumerable.Range(0, Clients).Select(i => new ScriptedClient(700 + i, 12)).ToList();
+        var sockets = new Socket[Clients];
+        try
+        {
+            for (var i = 0; i < Clients; i++)
+            {
+                sockets[i] = await bed.Relay.ConnectAsync("svc");
+                await clients[i].RunAsync(sockets[i], 0, 6);
+            }
+
+            await bed.WaitUntilAsync(() => bed.AllShadowsReady(1), "every session has a Ready shadow");
+            var onA = bed.Relay.App.Echo.SessionsOn("a");
+            Assert.True(onA > 0, "no session landed on endpoint a");
+
+            // What curl -d sends: JSON with a form content type. Bad bodies are refused, nothing drains.
+            async Task<(System.Net.HttpStatusCode Status, string Error)> PostAsync(string path, string body)
+            {
+                using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/x-www-form-urlencoded");
+                using var response = await bed.Relay.Http.PostAsync(path, content);
+                using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+                return (response.StatusCode, json.RootElement.TryGetProperty("error", out var error) ? error.GetString() ?? "" : "");
+            }
+
+            var (status, error) = await PostAsync("/api/endpoints/a/notice", "{\"in\":");
+            Assert.Equal((System.Net.HttpStatusCode.BadRequest, true), (status, error.StartsWith("body: not valid JSON", StringComparison.Ordinal)));
+            (status, error) = await PostAsync("/api/endpoints/a/notice", "{\"in\":\"soon\"}");
+            Assert.Equal((System.Net.HttpStatusCode.BadRequest, "in: expected a duration such as \"30s\", found \"soon\""), (status, error));
+            (status, error) = await PostAsync("/api/endpoints/a/notice", "{\"at\":\"tomorrow\"}");
+            Assert.Equal((System.Net.HttpStatusCode.BadRequest, true), (status, error.StartsWith("body: not valid JSON", StringComparison.Ordinal)));
+            (status, error) = await PostAsync("/api/endpoints/a/notice", "{}");
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, status);
+            Assert.Contains("give \"at\"", error, StringComparison.Ordinal);
+            (status, _) = await PostAsync("/api/endpoints/nowhere/notice", "{\"in\":\"30s\"}");
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, status);
+            (status, error) = await PostAsync($"/api/sessions/{bed.Relay.App.Echo.Sessions.First().Session.Id}/migrate", "{\"target\":");
+            Assert.Equal((System.Net.HttpStatusCode.BadRequest, true), (status, error.StartsWith("body: not valid JSON", StringComparison.Ordinal)));
+            Assert.Equal(onA, bed.Relay.App.Echo.SessionsOn("a"));
+            Assert.DoesNotContain("\"draining\":true", await bed.Relay.Http.GetStringAsync("/api/endpoints/a"), StringComparison.Ordinal);
+
+            (status, error) = await PostAsync("/api/endpoints/a/notice", "{\"in\":\"30s\"}");
+            Assert.Equal((System.Net.HttpStatusCode.Accepted, ""), (status, error));
+            await bed.WaitUntilAsync(() => bed.Relay.App.Echo.SessionsOn("a") == 0, "no echoed session is left on a", TimeSpan.FromSeconds(60));
+            using (var endpoint = System.Text.Json.JsonDocument.Parse(await bed.Relay.Http.GetStringAsync("/api/endpoints/a")))
+            {
+                Assert.True(endpoint.RootElement.GetProperty("draining").GetBoolean());
+                var goesAway = endpoint.RootElement.GetProperty("notice").GetDateTimeOffset() - DateTimeOffset.UtcNow;
+                Assert.InRange(goesAway, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(31));
+            }
+
+            // Every session carries on with its history intact.
+            for (var i = 0; i < Clients; i++)
+            {
+                await clients[i].RunAsync(sockets[i], 6, 12);
+                var expected = await clients[i].ReferenceAsync(backends[1].EndPoint);
+                Assert.True(expected.AsSpan().SequenceEqual(clients[i].Received), $"client {i}: its bytes differ from a run without the notice");
+            }
+
+            Assert.Equal(onA, SumMetric(bed.Relay.Metrics(), "relay_splices_total", "trigger=\"notice\",result=\"spliced\""));
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket?.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task LargeAnswersBetweenSmallOnes_KeepTheShadowReady_AndTheMovedSessionIdentical()
     {
         // Answers of 20-60 KiB make the agent read its backend's output into its large buffer, and
