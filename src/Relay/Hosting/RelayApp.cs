@@ -98,7 +98,12 @@ public sealed class RelayApp : IAsyncDisposable
             throw new RelayStartException([tokenError!]);
         }
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        // The empty builder: no appsettings.json, no configuration from ASPNETCORE_/DOTNET_ variables,
+        // no host filtering; the relay's own file and flags are its whole configuration. About 1 MiB
+        // less at start than the slim builder.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
         builder.Logging.ClearProviders();
         if (options.ConfigureLogging is { } configureLogging)
         {
