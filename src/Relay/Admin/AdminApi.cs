@@ -43,9 +43,8 @@ internal static class AdminApi
             {
                 runtime.Metrics.AdminUnauthorized.Inc();
                 RelayLog.AdminUnauthorized(logger, context.Request.Method, path.ToString(), context.Connection.RemoteIpAddress?.ToString(), problem);
-                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
                 context.Response.Headers.WWWAuthenticate = "Bearer";
-                await context.Response.WriteAsJsonAsync(new { error = $"unauthorized: {problem}" }).ConfigureAwait(false);
+                await AdminRoutes.Error(StatusCodes.Status401Unauthorized, $"unauthorized: {problem}").ExecuteAsync(context).ConfigureAwait(false);
                 return;
             }
 
@@ -89,7 +88,7 @@ internal static class AdminApi
             var id = context.Route("id");
             var endpoint = runtime.FindEndpoint(id);
             return endpoint is null
-                ? Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound)
+                ? AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"")
                 : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction));
         });
 
@@ -113,14 +112,14 @@ internal static class AdminApi
             var id = context.RouteInt64("id");
             return runtime.Sessions.TryGetValue(id, out var session)
                 ? Results.Json(SessionView(session, runtime.TimeProvider, echo))
-                : Results.Json(new { error = $"no live session {id}" }, statusCode: StatusCodes.Status404NotFound);
+                : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no live session {id}");
         });
 
         // L7 (issue 6): per-route request, retry, affinity and mirror state, and the L7 sessions.
         app.Get("/api/l7/routes", _ => l7.RouteViews());
         app.Get("/api/l7/routes/{name}", context => context.Route("name") is var name && l7.RouteView(name) is { } view
             ? Results.Json(view)
-            : Results.Json(new { error = $"no HTTP route \"{name}\"" }, statusCode: StatusCodes.Status404NotFound));
+            : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no HTTP route \"{name}\""));
         app.Get("/api/l7/sessions", context => context.TryQueryInt32("limit", 1000, 1, 100_000, out var limit, out var error)
             ? l7.SessionViews(context.Query("route"), context.Query("endpoint"), limit)
             : error);
@@ -140,7 +139,7 @@ internal static class AdminApi
         var endpoint = runtime.FindEndpoint(id);
         if (endpoint is null)
         {
-            return Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound);
+            return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"");
         }
 
         endpoint.Draining = draining;

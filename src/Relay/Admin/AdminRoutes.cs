@@ -19,10 +19,10 @@ internal static class AdminRoutes
     public delegate Task<object?> AsyncHandler(HttpContext context);
 
     public static void Get(this IEndpointRouteBuilder app, string pattern, Handler handler) =>
-        app.MapMethods(pattern, [HttpMethods.Get], Delegate(handler));
+        app.MapMethods(pattern, [HttpMethods.Get], ToRequestDelegate(handler));
 
     public static void Post(this IEndpointRouteBuilder app, string pattern, Handler handler) =>
-        app.MapMethods(pattern, [HttpMethods.Post], Delegate(handler));
+        app.MapMethods(pattern, [HttpMethods.Post], ToRequestDelegate(handler));
 
     public static void Map(this IEndpointRouteBuilder app, string pattern, string[] methods, AsyncHandler handler) =>
         app.MapMethods(pattern, methods, async context => await WriteAsync(context, await handler(context).ConfigureAwait(false)).ConfigureAwait(false));
@@ -54,7 +54,7 @@ internal static class AdminRoutes
 
         if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed))
         {
-            error = Results.Json(new { error = $"{name}: expected an integer, found \"{text}\"" }, statusCode: StatusCodes.Status400BadRequest);
+            error = Error(StatusCodes.Status400BadRequest, $"{name}: expected an integer, found \"{text}\"");
             return false;
         }
 
@@ -81,11 +81,14 @@ internal static class AdminRoutes
         }
         catch (JsonException ex)
         {
-            return (null, Results.Json(new { error = $"body: not valid JSON: {ex.Message}" }, statusCode: StatusCodes.Status400BadRequest));
+            return (null, Error(StatusCodes.Status400BadRequest, $"body: not valid JSON: {ex.Message}"));
         }
     }
 
-    private static RequestDelegate Delegate(Handler handler) => context => WriteAsync(context, handler(context));
+    /// <summary>The admin API's error answer: <c>{"error": message}</c> with <paramref name="status"/>.</summary>
+    public static IResult Error(int status, string message) => Results.Json(new { error = message }, statusCode: status);
+
+    private static RequestDelegate ToRequestDelegate(Handler handler) => context => WriteAsync(context, handler(context));
 
     private static Task WriteAsync(HttpContext context, object? value) =>
         value is IResult result ? result.ExecuteAsync(context) : context.Response.WriteAsJsonAsync(value);

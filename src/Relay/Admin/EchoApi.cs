@@ -33,8 +33,8 @@ internal static class EchoApi
             if (outcome is null)
             {
                 return runtime.Sessions.ContainsKey(id)
-                    ? Results.Json(new { error = $"session {id} is not echoed (its route has no echo policy), so it cannot move" }, statusCode: StatusCodes.Status409Conflict)
-                    : Results.Json(new { error = $"no session {id}" }, statusCode: StatusCodes.Status404NotFound);
+                    ? AdminRoutes.Error(StatusCodes.Status409Conflict, $"session {id} is not echoed (its route has no echo policy), so it cannot move")
+                    : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no session {id}");
             }
 
             return Results.Json(
@@ -48,7 +48,7 @@ internal static class EchoApi
             var endpoint = runtime.FindEndpoint(id);
             if (endpoint is null)
             {
-                return Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound);
+                return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"");
             }
 
             var (body, error) = await request.ReadJsonAsync<NoticeRequest>().ConfigureAwait(false);
@@ -66,14 +66,14 @@ internal static class EchoApi
             {
                 if (!DurationParser.TryParse(text, out var within))
                 {
-                    return Results.Json(new { error = $"in: expected a duration such as \"30s\", found \"{text}\"" }, statusCode: StatusCodes.Status400BadRequest);
+                    return AdminRoutes.Error(StatusCodes.Status400BadRequest, $"in: expected a duration such as \"30s\", found \"{text}\"");
                 }
 
                 at = runtime.TimeProvider.GetUtcNow() + within;
             }
             else
             {
-                return Results.Json(new { error = "body: give \"at\" (an ISO 8601 time) or \"in\" (a duration such as \"30s\"): when the endpoint goes away" }, statusCode: StatusCodes.Status400BadRequest);
+                return AdminRoutes.Error(StatusCodes.Status400BadRequest, "body: give \"at\" (an ISO 8601 time) or \"in\" (a duration such as \"30s\"): when the endpoint goes away");
             }
 
             var moving = echo.Notice(endpoint, at);
@@ -87,14 +87,14 @@ internal static class EchoApi
 
         app.Get("/api/echo-policies/{route}", context => context.Route("route") is var route && runtime.Snapshot.Config.Routes.TryGetValue(route, out var r)
             ? Results.Json(new { route, policy = PolicyView(echo.PolicyFor(r)) })
-            : Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound));
+            : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no route \"{route}\""));
 
         app.Map("/api/echo-policies/{route}", [HttpMethods.Put], async context =>
         {
             var (route, request) = (context.Route("route"), context.Request);
             if (!runtime.Snapshot.Config.Routes.TryGetValue(route, out var r))
             {
-                return Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound);
+                return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no route \"{route}\"");
             }
 
             var (policy, errors) = await ReadPolicyAsync(request, runtime, r).ConfigureAwait(false);
@@ -112,7 +112,7 @@ internal static class EchoApi
             var (route, request) = (context.Route("route"), context.Request);
             if (!runtime.Snapshot.Config.Routes.TryGetValue(route, out var r))
             {
-                return Results.Json(new { error = $"no route \"{route}\"" }, statusCode: StatusCodes.Status404NotFound);
+                return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no route \"{route}\"");
             }
 
             var policy = echo.PolicyFor(r);
@@ -128,7 +128,7 @@ internal static class EchoApi
             }
 
             return policy is null
-                ? Results.Json(new { error = $"route \"{route}\" has no echo policy; POST one to this address to estimate it" }, statusCode: StatusCodes.Status404NotFound)
+                ? AdminRoutes.Error(StatusCodes.Status404NotFound, $"route \"{route}\" has no echo policy; POST one to this address to estimate it")
                 : Results.Json(Estimate(runtime, echo, r, policy));
         });
     }

@@ -16,12 +16,12 @@ internal static class PredictionApi
             var endpoint = runtime.FindEndpoint(id);
             if (endpoint is null)
             {
-                return Results.Json(new { error = $"no endpoint \"{id}\"" }, statusCode: StatusCodes.Status404NotFound);
+                return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"");
             }
 
             if (!prediction.Enabled)
             {
-                return Results.Json(new { error = Off }, statusCode: StatusCodes.Status409Conflict);
+                return AdminRoutes.Error(StatusCodes.Status409Conflict, Off);
             }
 
             return Results.Json(new { endpoint = id, cluster = endpoint.ClusterName, score = prediction.ScoreOf(endpoint.ClusterName, endpoint.Id) });
@@ -33,7 +33,7 @@ internal static class PredictionApi
 
         app.Get("/api/scaling", _ => prediction.Enabled
             ? Results.Json(new { enabled = true, routes = prediction.Scaling() })
-            : Results.Json(new { error = Off }, statusCode: StatusCodes.Status409Conflict));
+            : AdminRoutes.Error(StatusCodes.Status409Conflict, Off));
     }
 
     /// <summary>The <c>score</c> object of an endpoint view: null while prediction is off.</summary>

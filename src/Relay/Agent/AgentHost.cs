@@ -37,7 +37,7 @@ public sealed partial class AgentHost : IAsyncDisposable
         Options = options;
         _logger = loggerFactory.CreateLogger("Relay.Agent");
         var backend = options.Backend!;
-        BackendEndPoint = IPAddress.TryParse(backend.Host, out var ip) ? new IPEndPoint(ip, backend.Port) : backend;
+        BackendEndPoint = L4.UpstreamConnector.TargetOf(backend);
         BackendText = $"{backend.Host}:{backend.Port}";
         var control = options.Control!;
         _listener = new Socket(control.AddressFamily, SocketType.Stream, ProtocolType.Tcp);

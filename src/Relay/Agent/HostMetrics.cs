@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Relay.Diagnostics;
 
 namespace Relay.Agent;
 
@@ -56,36 +57,12 @@ internal sealed class HostMetrics : IDisposable
     /// <summary>Memory in use and the total: MemTotal - MemAvailable and MemTotal, or the working set and 0.</summary>
     public static (long Used, long Total) Memory()
     {
-        try
-        {
-            long total = -1, available = -1;
-            foreach (var line in File.ReadLines("/proc/meminfo"))
-            {
-                if (line.StartsWith("MemTotal:", StringComparison.Ordinal))
-                {
-                    total = Kilobytes(line);
-                }
-                else if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
-                {
-                    available = Kilobytes(line);
-                }
-
-                if (total >= 0 && available >= 0)
-                {
-                    return ((total - available) * 1024, total * 1024);
-                }
-            }
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
-        {
-            // Fall back below.
-        }
-
-        return (Environment.WorkingSet, 0);
+        Span<byte> buffer = stackalloc byte[4096];
+        var meminfo = buffer[..ProcFiles.Read("/proc/meminfo", buffer)];
+        return ProcFiles.TryField(meminfo, "MemTotal:"u8, out var total) && ProcFiles.TryField(meminfo, "MemAvailable:"u8, out var available)
+            ? ((total - available) * 1024, total * 1024)
+            : (Environment.WorkingSet, 0);
     }
-
-    private static long Kilobytes(string line) =>
-        long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim().TrimEnd("kB").Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
 
     private static bool TryReadCpu(out long busy, out long total)
     {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.IO.Enumeration;
-using Microsoft.Win32.SafeHandles;
 using Prometheus;
 
 namespace Relay.Diagnostics;
@@ -67,53 +66,12 @@ internal sealed class ProcessMetrics
             _cpu.IncTo(Environment.CpuUsage.TotalTime.TotalSeconds);
 
             Span<byte> status = stackalloc byte[4096];
-            var length = ReadProcFile(ProcSelf + "/status", status);
-            _virtualMemory.Set(StatusKilobytes(status[..length], "VmSize:"u8) * 1024);
-            _workingSet.Set(StatusKilobytes(status[..length], "VmRSS:"u8) * 1024);
-            _privateMemory.Set(StatusKilobytes(status[..length], "VmData:"u8) * 1024);
-            _threads.Set(StatusKilobytes(status[..length], "Threads:"u8));
+            status = status[..ProcFiles.Read(ProcSelf + "/status", status)];
+            _virtualMemory.Set(ProcFiles.Field(status, "VmSize:"u8) * 1024);
+            _workingSet.Set(ProcFiles.Field(status, "VmRSS:"u8) * 1024);
+            _privateMemory.Set(ProcFiles.Field(status, "VmData:"u8) * 1024);
+            _threads.Set(ProcFiles.Field(status, "Threads:"u8));
             _openHandles.Set(CountDescriptors());
-        }
-    }
-
-    /// <summary>The value after <paramref name="key"/> on its line of /proc/self/status (kB for the Vm lines), or 0.</summary>
-    internal static long StatusKilobytes(ReadOnlySpan<byte> status, ReadOnlySpan<byte> key)
-    {
-        var at = status.IndexOf(key);
-        while (at > 0 && status[at - 1] != (byte)'\n')
-        {
-            var next = status[(at + 1)..].IndexOf(key);
-            at = next < 0 ? -1 : at + 1 + next;
-        }
-
-        if (at < 0)
-        {
-            return 0;
-        }
-
-        var rest = status[(at + key.Length)..];
-        var end = rest.IndexOf((byte)'\n');
-        var field = (end < 0 ? rest : rest[..end]).Trim(" \tkB"u8);
-        return long.TryParse(field, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : 0;
-    }
-
-    private static int ReadProcFile(string path, Span<byte> buffer)
-    {
-        try
-        {
-            using SafeFileHandle handle = File.OpenHandle(path);
-            var total = 0;
-            int read;
-            while (total < buffer.Length && (read = RandomAccess.Read(handle, buffer[total..], total)) > 0)
-            {
-                total += read;
-            }
-
-            return total;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return 0;
         }
     }
 
@@ -143,7 +101,7 @@ internal sealed class ProcessMetrics
     private static DateTimeOffset StartTime()
     {
         Span<byte> buffer = stackalloc byte[4096];
-        var stat = buffer[..ReadProcFile(ProcSelf + "/stat", buffer)];
+        var stat = buffer[..ProcFiles.Read(ProcSelf + "/stat", buffer)];
 
         // The command name (field 2) is in parentheses and may hold spaces: count fields after its ')'.
         var close = stat.LastIndexOf((byte)')');

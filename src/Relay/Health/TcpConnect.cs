@@ -30,8 +30,8 @@ internal static class TcpConnect
     /// </summary>
     public static async ValueTask<Outcome> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
-        var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        var target = UpstreamConnector.TargetOf(address);
+        var socket = UpstreamConnector.NewSocket(target);
         var error = SocketError.Success;
         var timedOut = false;
         using (var operation = new ConnectOperation(target))

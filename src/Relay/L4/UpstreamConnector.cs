@@ -22,10 +22,19 @@ public sealed class UpstreamConnector : IDisposable
         _pipeOptions = UpstreamConnection.CreatePipeOptions(_pool, tuning.MaxBufferedBytes, tuning.InlineScheduling);
     }
 
+    /// <summary>An address literal as an <see cref="IPEndPoint"/>; a host name as is, for the connect to resolve.</summary>
+    internal static EndPoint TargetOf(DnsEndPoint address) =>
+        IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
+
+    /// <summary>A TCP socket for <paramref name="target"/>: of its address family, or dual-mode for a host name.</summary>
+    internal static Socket NewSocket(EndPoint target) => target is IPEndPoint ip
+        ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
+        : new Socket(SocketType.Stream, ProtocolType.Tcp);
+
     public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        EndPoint target = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : address;
-        var socket = ip is not null ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        var target = TargetOf(address);
+        var socket = NewSocket(target);
         socket.NoDelay = true;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);

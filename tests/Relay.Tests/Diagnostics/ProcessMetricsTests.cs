@@ -13,19 +13,19 @@ public class ProcessMetricsTests
     [InlineData("VmData:", 157716)]
     [InlineData("Threads:", 19)]
     public void StatusLines_AreRead(string key, long expected) =>
-        Assert.Equal(expected, ProcessMetrics.StatusKilobytes(Encoding.ASCII.GetBytes(Status), Encoding.ASCII.GetBytes(key)));
+        Assert.Equal(expected, ProcFiles.Field(Encoding.ASCII.GetBytes(Status), Encoding.ASCII.GetBytes(key)));
 
     [Theory]
     [InlineData("VmSwap:")] // absent
     [InlineData("Peak:")] // only inside another key, never at a line's start
     public void AKeyNotAtALineStart_ReadsAsZero(string key) =>
-        Assert.Equal(0, ProcessMetrics.StatusKilobytes(Encoding.ASCII.GetBytes(Status), Encoding.ASCII.GetBytes(key)));
+        Assert.Equal(0, ProcFiles.Field(Encoding.ASCII.GetBytes(Status), Encoding.ASCII.GetBytes(key)));
 
     [Fact]
     public void AKeyInsideAnotherLine_IsSkippedForItsOwnLine() =>
-        Assert.Equal(42, ProcessMetrics.StatusKilobytes("NotVmRSS:\t1 kB\nVmRSS:\t42 kB\n"u8, "VmRSS:"u8));
+        Assert.Equal(42, ProcFiles.Field("NotVmRSS:\t1 kB\nVmRSS:\t42 kB\n"u8, "VmRSS:"u8));
 
     [Fact]
     public void AValueThatIsNotANumber_ReadsAsZero() =>
-        Assert.Equal(0, ProcessMetrics.StatusKilobytes("VmRSS:\tlots kB\n"u8, "VmRSS:"u8));
+        Assert.Equal(0, ProcFiles.Field("VmRSS:\tlots kB\n"u8, "VmRSS:"u8));
 }
