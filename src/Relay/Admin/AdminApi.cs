@@ -63,24 +63,22 @@ internal static class AdminApi
         app.Get("/api/routes", _ =>
         {
             var bound = listeners.BoundAddresses.Concat(l7.BoundAddresses).ToDictionary();
-            return runtime.Snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new
-            {
-                name = r.Name,
-                protocol = r.Protocol == Configuration.RouteProtocol.Http ? "http" : "tcp",
-                listen = bound.TryGetValue(r.Name, out var address) ? address.ToString() : null,
-                cluster = r.Cluster,
-                maxSessions = r.MaxSessions,
-                maxSessionsPerClient = r.MaxSessionsPerClient,
-                idleTimeoutSeconds = r.IdleTimeout.TotalSeconds,
-                activeSessions = runtime.Sessions.Values.Count(s => s.RouteName == r.Name),
-            });
+            return runtime.Snapshot.Config.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new RouteView(
+                r.Name,
+                r.Protocol == Configuration.RouteProtocol.Http ? "http" : "tcp",
+                bound.TryGetValue(r.Name, out var address) ? address.ToString() : null,
+                r.Cluster,
+                r.MaxSessions,
+                r.MaxSessionsPerClient,
+                r.IdleTimeout.TotalSeconds,
+                runtime.Sessions.Values.Count(s => s.RouteName == r.Name))).ToList();
         });
 
         app.Get("/api/endpoints", _ =>
         {
             var now = runtime.TimeProvider.GetTimestamp();
             return runtime.Snapshot.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
-                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo, prediction)));
+                .SelectMany(c => c.Endpoints.Select(e => EndpointView(e, now, echo, prediction))).ToList();
         });
 
         app.Get("/api/endpoints/{id}", context =>
@@ -89,7 +87,7 @@ internal static class AdminApi
             var endpoint = runtime.FindEndpoint(id);
             return endpoint is null
                 ? AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"")
-                : Results.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction));
+                : AdminRoutes.Json(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction));
         });
 
         app.Get("/api/sessions", context =>
@@ -104,21 +102,21 @@ internal static class AdminApi
                 .Where(s => (route is null || s.RouteName == route) && (endpoint is null || s.Endpoint?.Id == endpoint))
                 .OrderBy(s => s.Id)
                 .Take(limit);
-            return sessions.Select(s => SessionView(s, runtime.TimeProvider, echo));
+            return sessions.Select(s => SessionView(s, runtime.TimeProvider, echo)).ToList();
         });
 
         app.Get("/api/sessions/{id:long}", context =>
         {
             var id = context.RouteInt64("id");
             return runtime.Sessions.TryGetValue(id, out var session)
-                ? Results.Json(SessionView(session, runtime.TimeProvider, echo))
+                ? AdminRoutes.Json(SessionView(session, runtime.TimeProvider, echo))
                 : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no live session {id}");
         });
 
         // L7 (issue 6): per-route request, retry, affinity and mirror state, and the L7 sessions.
         app.Get("/api/l7/routes", _ => l7.RouteViews());
         app.Get("/api/l7/routes/{name}", context => context.Route("name") is var name && l7.RouteView(name) is { } view
-            ? Results.Json(view)
+            ? AdminRoutes.Json(view)
             : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no HTTP route \"{name}\""));
         app.Get("/api/l7/sessions", context => context.TryQueryInt32("limit", 1000, 1, 100_000, out var limit, out var error)
             ? l7.SessionViews(context.Query("route"), context.Query("endpoint"), limit)
@@ -144,7 +142,7 @@ internal static class AdminApi
 
         endpoint.Draining = draining;
         var moving = draining ? echo.StartEvacuation(endpoint, SpliceTrigger.Drain) : 0;
-        return Results.Json(new { endpoint = EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction), movingEchoedSessions = moving });
+        return AdminRoutes.Json(new DrainView(EndpointView(endpoint, runtime.TimeProvider.GetTimestamp(), echo, prediction), moving));
     }
 
     internal static List<string> Readiness(RelayRuntime runtime, L4ListenerManager listeners, L7Host l7)
@@ -169,41 +167,37 @@ internal static class AdminApi
         return problems;
     }
 
-    private static object EndpointView(EndpointState e, long now, EchoManager echo, PredictionService prediction) => new
-    {
-        id = e.Id,
-        cluster = e.ClusterName,
-        address = $"{e.Config.Address.Host}:{e.Config.Address.Port}",
-        region = e.Config.Region,
-        zone = e.Config.Zone,
-        health = e.Health(now) == EndpointHealth.Healthy ? "healthy" : "unhealthy",
-        probesPassing = e.ActiveHealthy,
-        ejected = e.IsEjected(now),
-        draining = e.Draining,
-        predictedUnstable = e.PredictedUnstable,
-        activeSessions = e.ActiveSessions,
-        totalSessions = e.TotalSessions,
-        connectFailures = e.ConnectFailures,
-        resets = e.Resets,
-        lastProbeAt = e.LastProbeAt,
-        lastProbeError = e.LastProbeError,
-        notice = echo.NoticeFor(e.Id),
-        agent = EchoApi.EndpointAgent(echo, e),
-        score = PredictionApi.EndpointScore(prediction, e),
-    };
+    private static EndpointView EndpointView(EndpointState e, long now, EchoManager echo, PredictionService prediction) => new(
+        e.Id,
+        e.ClusterName,
+        $"{e.Config.Address.Host}:{e.Config.Address.Port}",
+        e.Config.Region,
+        e.Config.Zone,
+        e.Health(now) == EndpointHealth.Healthy ? "healthy" : "unhealthy",
+        e.ActiveHealthy,
+        e.IsEjected(now),
+        e.Draining,
+        e.PredictedUnstable,
+        e.ActiveSessions,
+        e.TotalSessions,
+        e.ConnectFailures,
+        e.Resets,
+        e.LastProbeAt,
+        e.LastProbeError,
+        echo.NoticeFor(e.Id),
+        EchoApi.EndpointAgent(echo, e),
+        PredictionApi.EndpointScore(prediction, e));
 
-    private static object SessionView(L4Session s, TimeProvider time, EchoManager echo) => new
-    {
-        id = s.Id,
-        route = s.RouteName,
-        client = s.ClientAddress?.ToString(),
-        endpoint = s.Endpoint?.Id,
-        upstream = s.Upstream?.RemoteEndPoint?.ToString(),
-        startedAt = s.StartedAt,
-        durationSeconds = time.GetElapsedTime(s.StartTimestamp).TotalSeconds,
-        idleSeconds = time.GetElapsedTime(s.LastActivityTimestamp).TotalSeconds,
-        bytesIn = s.BytesIn,
-        bytesOut = s.BytesOut,
-        echo = EchoApi.SessionEcho(echo, s.Id),
-    };
+    private static SessionView SessionView(L4Session s, TimeProvider time, EchoManager echo) => new(
+        s.Id,
+        s.RouteName,
+        s.ClientAddress?.ToString(),
+        s.Endpoint?.Id,
+        s.Upstream?.RemoteEndPoint?.ToString(),
+        s.StartedAt,
+        time.GetElapsedTime(s.StartTimestamp).TotalSeconds,
+        time.GetElapsedTime(s.LastActivityTimestamp).TotalSeconds,
+        s.BytesIn,
+        s.BytesOut,
+        EchoApi.SessionEcho(echo, s.Id));
 }

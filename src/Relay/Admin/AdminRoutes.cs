@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Relay.Admin;
 
@@ -12,7 +13,7 @@ namespace Relay.Admin;
 /// </summary>
 internal static class AdminRoutes
 {
-    /// <summary>A handler's answer: an <see cref="IResult"/>, or any other value, written as JSON.</summary>
+    /// <summary>A handler's answer: an <see cref="IResult"/>, or a value of a type <see cref="AdminJsonContext"/> knows, written as JSON.</summary>
     public delegate object? Handler(HttpContext context);
 
     /// <summary>An asynchronous handler's answer, as <see cref="Handler"/>.</summary>
@@ -67,7 +68,7 @@ internal static class AdminRoutes
     /// (<c>curl -d</c> says form data); the default when there is no body; a 400 naming the problem when
     /// it is not JSON of that shape.
     /// </summary>
-    public static async Task<(T? Value, IResult? Error)> ReadJsonAsync<T>(this HttpRequest request)
+    public static async Task<(T? Value, IResult? Error)> ReadJsonAsync<T>(this HttpRequest request, JsonTypeInfo<T> type)
         where T : class
     {
         if (!(request.ContentLength > 0))
@@ -77,7 +78,7 @@ internal static class AdminRoutes
 
         try
         {
-            return (await JsonSerializer.DeserializeAsync<T>(request.Body, JsonSerializerOptions.Web, request.HttpContext.RequestAborted).ConfigureAwait(false), null);
+            return (await JsonSerializer.DeserializeAsync(request.Body, type, request.HttpContext.RequestAborted).ConfigureAwait(false), null);
         }
         catch (JsonException ex)
         {
@@ -86,10 +87,33 @@ internal static class AdminRoutes
     }
 
     /// <summary>The admin API's error answer: <c>{"error": message}</c> with <paramref name="status"/>.</summary>
-    public static IResult Error(int status, string message) => Results.Json(new { error = message }, statusCode: status);
+    public static IResult Error(int status, string message) => Json(new ErrorView(message), status);
+
+    /// <summary>
+    /// <paramref name="value"/> written as JSON with <paramref name="status"/>, by the metadata
+    /// <see cref="AdminJsonContext"/> generated for its type.
+    /// </summary>
+    public static IResult Json(object value, int status = StatusCodes.Status200OK) => new JsonAnswer(value, status);
 
     private static RequestDelegate ToRequestDelegate(Handler handler) => context => WriteAsync(context, handler(context));
 
-    private static Task WriteAsync(HttpContext context, object? value) =>
-        value is IResult result ? result.ExecuteAsync(context) : context.Response.WriteAsJsonAsync(value);
+    private static Task WriteAsync(HttpContext context, object? value) => value switch
+    {
+        IResult result => result.ExecuteAsync(context),
+        null => Results.Text("null", "application/json").ExecuteAsync(context),
+        _ => new JsonAnswer(value, StatusCodes.Status200OK).ExecuteAsync(context),
+    };
+
+    private sealed class JsonAnswer(object value, int status) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            var response = httpContext.Response;
+            response.StatusCode = status;
+            response.ContentType = "application/json; charset=utf-8";
+            var type = AdminJsonContext.Default.GetTypeInfo(value.GetType())
+                ?? throw new InvalidOperationException($"the admin API answers with {value.GetType().Name}, which AdminJsonContext does not list");
+            return JsonSerializer.SerializeAsync(response.Body, value, type, httpContext.RequestAborted);
+        }
+    }
 }

@@ -20,7 +20,7 @@ internal static class EchoApi
             string? target = request.Query["target"];
             if (target is null)
             {
-                var (body, error) = await request.ReadJsonAsync<MigrateRequest>().ConfigureAwait(false);
+                var (body, error) = await request.ReadJsonAsync(AdminJsonContext.Default.MigrateRequest).ConfigureAwait(false);
                 if (error is not null)
                 {
                     return error;
@@ -37,9 +37,9 @@ internal static class EchoApi
                     : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no session {id}");
             }
 
-            return Results.Json(
-                new { session = id, moved = outcome.Spliced, from = outcome.From, to = outcome.To, blackoutMs = outcome.BlackoutMs, error = outcome.Failure },
-                statusCode: outcome.Spliced ? StatusCodes.Status200OK : StatusCodes.Status409Conflict);
+            return AdminRoutes.Json(
+                new MigrateView(id, outcome.Spliced, outcome.From, outcome.To, outcome.BlackoutMs, outcome.Failure),
+                outcome.Spliced ? StatusCodes.Status200OK : StatusCodes.Status409Conflict);
         });
 
         app.Map("/api/endpoints/{id}/notice", [HttpMethods.Post], async context =>
@@ -51,7 +51,7 @@ internal static class EchoApi
                 return AdminRoutes.Error(StatusCodes.Status404NotFound, $"no endpoint \"{id}\"");
             }
 
-            var (body, error) = await request.ReadJsonAsync<NoticeRequest>().ConfigureAwait(false);
+            var (body, error) = await request.ReadJsonAsync(AdminJsonContext.Default.NoticeRequest).ConfigureAwait(false);
             if (error is not null)
             {
                 return error;
@@ -77,16 +77,16 @@ internal static class EchoApi
             }
 
             var moving = echo.Notice(endpoint, at);
-            return Results.Json(new { endpoint = id, goesAwayAt = at, draining = true, moving }, statusCode: StatusCodes.Status202Accepted);
+            return AdminRoutes.Json(new NoticeView(id, at, true, moving), StatusCodes.Status202Accepted);
         });
 
         app.Get("/api/echo-policies", _ => runtime.Snapshot.Config.Routes.Values
             .Where(r => r.Protocol == RouteProtocol.Tcp)
             .OrderBy(r => r.Name, StringComparer.Ordinal)
-            .Select(r => new { route = r.Name, policy = PolicyView(echo.PolicyFor(r)) }));
+            .Select(r => new RoutePolicyView(r.Name, PolicyView(echo.PolicyFor(r)))).ToList());
 
         app.Get("/api/echo-policies/{route}", context => context.Route("route") is var route && runtime.Snapshot.Config.Routes.TryGetValue(route, out var r)
-            ? Results.Json(new { route, policy = PolicyView(echo.PolicyFor(r)) })
+            ? AdminRoutes.Json(new RoutePolicyView(route, PolicyView(echo.PolicyFor(r))))
             : AdminRoutes.Error(StatusCodes.Status404NotFound, $"no route \"{route}\""));
 
         app.Map("/api/echo-policies/{route}", [HttpMethods.Put], async context =>
@@ -100,11 +100,11 @@ internal static class EchoApi
             var (policy, errors) = await ReadPolicyAsync(request, runtime, r).ConfigureAwait(false);
             if (policy is null)
             {
-                return Results.Json(new { errors }, statusCode: StatusCodes.Status400BadRequest);
+                return AdminRoutes.Json(new ErrorsView(errors), StatusCodes.Status400BadRequest);
             }
 
             echo.SetPolicy(route, policy);
-            return Results.Json(new { route, policy = PolicyView(policy), appliesTo = "sessions that start from now on; live sessions keep the policy they started with" });
+            return AdminRoutes.Json(new PolicyUpdateView(route, PolicyView(policy), "sessions that start from now on; live sessions keep the policy they started with"));
         });
 
         app.Map("/api/echo-policies/{route}/estimate", [HttpMethods.Get, HttpMethods.Post], async context =>
@@ -121,7 +121,7 @@ internal static class EchoApi
                 var (proposed, errors) = await ReadPolicyAsync(request, runtime, r).ConfigureAwait(false);
                 if (proposed is null)
                 {
-                    return Results.Json(new { errors }, statusCode: StatusCodes.Status400BadRequest);
+                    return AdminRoutes.Json(new ErrorsView(errors), StatusCodes.Status400BadRequest);
                 }
 
                 policy = proposed;
@@ -129,7 +129,7 @@ internal static class EchoApi
 
             return policy is null
                 ? AdminRoutes.Error(StatusCodes.Status404NotFound, $"route \"{route}\" has no echo policy; POST one to this address to estimate it")
-                : Results.Json(Estimate(runtime, echo, r, policy));
+                : AdminRoutes.Json(Estimate(runtime, echo, r, policy));
         });
     }
 
@@ -148,9 +148,8 @@ internal static class EchoApi
         return problems.Count == 0 ? (policy, []) : (null, problems);
     }
 
-    public static object? PolicyView(EchoPolicyConfig? policy) => policy is null ? null : new
-    {
-        codec = policy.Codec switch
+    public static EchoPolicyView? PolicyView(EchoPolicyConfig? policy) => policy is null ? null : new(
+        policy.Codec switch
         {
             EchoCodec.Lines => "lines",
             EchoCodec.LengthPrefixed16 => "length-prefixed-16",
@@ -158,22 +157,21 @@ internal static class EchoApi
             EchoCodec.Resp => "resp",
             _ => "raw",
         },
-        shadows = policy.Shadows,
-        interval = DurationParser.Format(policy.Interval),
-        retention = policy.RetentionBytes,
-        maxLagBytes = policy.MaxLagBytes,
-        maxOutputLag = policy.MaxOutputLag,
-        ackTimeout = DurationParser.Format(policy.AckTimeout),
-        redundancyFloor = policy.RedundancyFloor,
-        zoneDiversity = policy.ZoneDiversity,
-        maxMessageBytes = policy.MaxMessageBytes,
-        uncomparedResponses = policy.UncomparedResponses,
-        failover = policy.Failover,
-        stateScope = policy.StateScope == EchoStateScope.Connection ? "connection" : "backend",
-    };
+        policy.Shadows,
+        DurationParser.Format(policy.Interval),
+        policy.RetentionBytes,
+        policy.MaxLagBytes,
+        policy.MaxOutputLag,
+        DurationParser.Format(policy.AckTimeout),
+        policy.RedundancyFloor,
+        policy.ZoneDiversity,
+        policy.MaxMessageBytes,
+        policy.UncomparedResponses,
+        policy.Failover,
+        policy.StateScope == EchoStateScope.Connection ? "connection" : "backend");
 
     /// <summary>What a policy would cost on this route, from the route's live sessions, before it is applied.</summary>
-    private static object Estimate(RelayRuntime runtime, EchoManager echo, RouteConfig route, EchoPolicyConfig policy)
+    private static EstimateView Estimate(RelayRuntime runtime, EchoManager echo, RouteConfig route, EchoPolicyConfig policy)
     {
         var time = runtime.TimeProvider;
         var sessions = runtime.Sessions.Values.Where(s => s.RouteName == route.Name).ToList();
@@ -194,18 +192,16 @@ internal static class EchoApi
         {
             links.TryGetValue(e.Id, out var link);
             var available = link is { Connected: true } && e.IsAvailable(now) && echo.NoticeFor(e.Id) is null;
-            return new
-            {
-                endpoint = e.Id,
-                region = e.Config.Region,
-                zone = e.Config.Zone,
-                agent = e.Config.Agent?.ToString(),
+            return new EstimateHostView(
+                e.Id,
+                e.Config.Region,
+                e.Config.Zone,
+                e.Config.Agent?.ToString(),
                 available,
-                why = link is null ? "no agent configured" : !link.Connected ? $"agent not connected{(link.LastError is { } err ? $": {err}" : "")}" : !e.IsAvailable(now) ? "endpoint unhealthy or draining" : echo.NoticeFor(e.Id) is not null ? "interruption notice posted" : null,
-                shadows = link?.ShadowCount ?? 0,
-                cpuPercent = link?.LastHeartbeat?.CpuPercent,
-                rttMs = link?.RttMs,
-            };
+                link is null ? "no agent configured" : !link.Connected ? $"agent not connected{(link.LastError is { } err ? $": {err}" : "")}" : !e.IsAvailable(now) ? "endpoint unhealthy or draining" : echo.NoticeFor(e.Id) is not null ? "interruption notice posted" : null,
+                link?.ShadowCount ?? 0,
+                link?.LastHeartbeat?.CpuPercent,
+                link?.RttMs);
         }).ToList();
 
         // Digests: one 24-byte entry per message (guess 64 B messages when a codec frames them) or per 4 KiB raw window.
@@ -213,7 +209,7 @@ internal static class EchoApi
         var perShadow = (inRate + (outRate * digestBytesPerOutByte)) * DatagramOverhead * (1 + 0.25);
         var bandwidth = perShadow * policy.Shadows;
         var warnings = new List<string>();
-        var availableHosts = hosts.Count(h => h.available);
+        var availableHosts = hosts.Count(h => h.Available);
         if (availableHosts < policy.Shadows + 1 && policy.Shadows > 0)
         {
             warnings.Add($"{availableHosts} host(s) with an agent are available; {policy.Shadows} shadow(s) per session need at least {policy.Shadows + 1} (the primary is never its own shadow)");
@@ -225,27 +221,25 @@ internal static class EchoApi
             warnings.Add($"{overCap} live session(s) have sent more than the retention cap of {policy.RetentionBytes} bytes: they could get no new shadow after a splice");
         }
 
-        return new
-        {
-            route = route.Name,
-            policy = PolicyView(policy),
-            sessions = sessions.Count,
-            inputBytesPerSecond = Math.Round(inRate),
-            outputBytesPerSecond = Math.Round(outRate),
-            echoBandwidthBytesPerSecond = Math.Round(bandwidth),
-            echoBandwidthBasis = "per shadow: input rate plus digests, +6% datagram headers, +25% Reed-Solomon parity at the default floor (m/k), times shadows",
-            relayCpuCores = Math.Round(bandwidth * CpuNanosecondsPerByte / 1e9, 4),
-            relayCpuBasis = $"{CpuNanosecondsPerByte} ns per shipped byte (AEAD, FEC, LZ4, log copy; docs/benchmarks.md)",
-            echoLogMemoryBytes = retained,
-            shipsPerSecondPerSession = Math.Round(1 / policy.Interval.TotalSeconds, 1),
+        return new EstimateView(
+            route.Name,
+            PolicyView(policy),
+            sessions.Count,
+            Math.Round(inRate),
+            Math.Round(outRate),
+            Math.Round(bandwidth),
+            "per shadow: input rate plus digests, +6% datagram headers, +25% Reed-Solomon parity at the default floor (m/k), times shadows",
+            Math.Round(bandwidth * CpuNanosecondsPerByte / 1e9, 4),
+            $"{CpuNanosecondsPerByte} ns per shipped byte (AEAD, FEC, LZ4, log copy; docs/benchmarks.md)",
+            retained,
+            Math.Round(1 / policy.Interval.TotalSeconds, 1),
             hosts,
             availableHosts,
-            warnings,
-        };
+            warnings);
     }
 
     /// <summary>The echo part of a session's API record; null when the session is not echoed.</summary>
-    public static object? SessionEcho(EchoManager echo, long id)
+    public static SessionEchoView? SessionEcho(EchoManager echo, long id)
     {
         if (!echo.TryGetSession(id, out var spliced))
         {
@@ -253,80 +247,66 @@ internal static class EchoApi
         }
 
         var e = spliced.Echo;
-        return new
-        {
-            codec = PolicyView(e.Policy),
-            inOffset = e.Log.Length,
-            logStart = e.Log.Start,
-            requests = e.Log.Messages,
-            delivered = e.Delivered,
-            deliveredUnit = e.DeliveredIsMessages ? "messages" : "bytes",
-            canAddShadow = e.Log.CanAddShadow,
-            cannotAddShadowReason = e.Log.CannotAddShadowReason,
-            shadows = e.Shadows.Select(s =>
+        return new SessionEchoView(
+            PolicyView(e.Policy),
+            e.Log.Length,
+            e.Log.Start,
+            e.Log.Messages,
+            e.Delivered,
+            e.DeliveredIsMessages ? "messages" : "bytes",
+            e.Log.CanAddShadow,
+            e.Log.CannotAddShadowReason,
+            [.. e.Shadows.Select(s =>
             {
                 var snap = s.Snapshot();
-                return new
-                {
-                    endpoint = s.Endpoint.Id,
-                    state = snap.State.ToString(),
-                    reason = snap.Reason,
-                    lagBytes = snap.LagBytes,
-                    ackedBytes = snap.AckedBytes,
-                    ackedMessages = snap.AckedMessages,
-                    digests = snap.Digests.ToString(),
-                    sinceAckMs = Math.Round(snap.SinceAck.TotalMilliseconds, 1),
-                };
-            }),
-            splices = e.Splices,
-        };
+                return new EchoShadowView(
+                    s.Endpoint.Id,
+                    snap.State.ToString(),
+                    snap.Reason,
+                    snap.LagBytes,
+                    snap.AckedBytes,
+                    snap.AckedMessages,
+                    snap.Digests.ToString(),
+                    Math.Round(snap.SinceAck.TotalMilliseconds, 1));
+            })],
+            e.Splices);
     }
 
     /// <summary>The agent part of an endpoint's API record.</summary>
-    public static object? EndpointAgent(EchoManager echo, EndpointState endpoint)
+    public static EndpointAgentView? EndpointAgent(EchoManager echo, EndpointState endpoint)
     {
         var link = echo.Links.FirstOrDefault(l => ReferenceEquals(l.Endpoint, endpoint));
         if (link is null)
         {
-            return endpoint.Config.Agent is null ? null : new { control = endpoint.Config.Agent.ToString(), connected = false, error = echo.Enabled ? null : "echo is off (no pre-shared key)" };
+            return endpoint.Config.Agent is null ? null : new(endpoint.Config.Agent.ToString(), false, null, echo.Enabled ? null : "echo is off (no pre-shared key)", 0, null, null, 0, null);
         }
 
-        return new
-        {
-            control = link.Control.ToString(),
-            connected = link.Connected,
-            agentId = link.AgentId,
-            error = link.LastError,
-            shadows = link.ShadowCount,
-            rttMs = link.RttMs,
-            heartbeat = link.LastHeartbeat is { } h ? new { cpuPercent = h.CpuPercent, memoryBytes = h.MemoryBytes, memoryTotalBytes = h.MemoryTotalBytes, sessions = h.Sessions, shadowSessions = h.ShadowSessions, at = link.LastHeartbeatAt } : null,
-            echoedSessionsHere = echo.SessionsOn(endpoint.Id),
-            channel = link.Channel is { IsClosed: false } channel ? ChannelView(channel.GetMetrics()) : null,
-        };
+        return new EndpointAgentView(
+            link.Control.ToString(),
+            link.Connected,
+            link.AgentId,
+            link.LastError,
+            link.ShadowCount,
+            link.RttMs,
+            link.LastHeartbeat is { } h ? new HeartbeatView(h.CpuPercent, h.MemoryBytes, h.MemoryTotalBytes, h.Sessions, h.ShadowSessions, link.LastHeartbeatAt) : null,
+            echo.SessionsOn(endpoint.Id),
+            link.Channel is { IsClosed: false } channel ? ChannelView(channel.GetMetrics()) : null);
     }
 
     /// <summary>The echo channel's counters (docs/transport.md): the block shape in use, repairs, drops by reason, and each path's state.</summary>
-    private static object ChannelView(Transport.Multipath.ChannelMetrics m) => new
-    {
-        dataShards = m.CurrentDataShards,
-        parityShards = m.CurrentParityShards,
-        blocksSent = m.BlocksSent,
-        fecRecoveredShards = m.FecRecoveredShards,
-        retransmittedShards = m.RetransmittedShards,
-        drops = m.Drops.Where(d => d.Value > 0).ToDictionary(d => d.Key.ToString(), d => d.Value),
-        paths = m.Paths.Select(p => new
-        {
-            path = p.Path,
-            alive = p.Alive,
-            rttMs = Math.Round(p.SrttMs, 3),
-            jitterMs = Math.Round(p.JitterMs, 3),
-            loss = Math.Round(p.LossRate, 4),
-            lossForecast = Math.Round(p.LossForecast, 4),
-            share = Math.Round(p.Share, 3),
-        }),
-    };
-
-    private sealed record MigrateRequest(string? Target);
-
-    private sealed record NoticeRequest(DateTimeOffset? At, string? In);
+    private static ChannelView ChannelView(Transport.Multipath.ChannelMetrics m) => new(
+        m.CurrentDataShards,
+        m.CurrentParityShards,
+        m.BlocksSent,
+        m.FecRecoveredShards,
+        m.RetransmittedShards,
+        m.Drops.Where(d => d.Value > 0).ToDictionary(d => d.Key.ToString(), d => d.Value),
+        [.. m.Paths.Select(p => new ChannelPathView(
+            p.Path,
+            p.Alive,
+            Math.Round(p.SrttMs, 3),
+            Math.Round(p.JitterMs, 3),
+            Math.Round(p.LossRate, 4),
+            Math.Round(p.LossForecast, 4),
+            Math.Round(p.Share, 3)))]);
 }

@@ -24,15 +24,15 @@ internal static class PredictionApi
                 return AdminRoutes.Error(StatusCodes.Status409Conflict, Off);
             }
 
-            return Results.Json(new { endpoint = id, cluster = endpoint.ClusterName, score = prediction.ScoreOf(endpoint.ClusterName, endpoint.Id) });
+            return AdminRoutes.Json(new EndpointScoreAnswer(id, endpoint.ClusterName, prediction.ScoreOf(endpoint.ClusterName, endpoint.Id)));
         });
 
         app.Get("/api/recommendations", context => context.TryQueryInt32("limit", 100, 1, PredictionService.RecentCapacity, out var limit, out var error)
-            ? Results.Json(prediction.Recommendations(limit))
+            ? AdminRoutes.Json(prediction.Recommendations(limit))
             : error);
 
         app.Get("/api/scaling", _ => prediction.Enabled
-            ? Results.Json(new { enabled = true, routes = prediction.Scaling() })
+            ? AdminRoutes.Json(new ScalingAnswer(true, prediction.Scaling()))
             : AdminRoutes.Error(StatusCodes.Status409Conflict, Off));
     }
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using Relay.Admin;
 using Relay.Clusters;
 using Relay.Configuration;
 using Relay.L7.Mirroring;
@@ -150,7 +151,7 @@ public sealed class L7Host : IAsyncDisposable
     }
 
     /// <summary>The admin view of one HTTP route.</summary>
-    public object? RouteView(string name)
+    internal L7RouteView? RouteView(string name)
     {
         if (!_listeners.Routes.TryGetValue(name, out var route))
         {
@@ -158,38 +159,32 @@ public sealed class L7Host : IAsyncDisposable
         }
 
         var http = route.Config.Http ?? new HttpRouteConfig();
-        return new
-        {
-            name = route.Name,
-            protocol = "http",
-            listen = BoundAddresses.TryGetValue(name, out var bound) ? bound.ToString() : null,
-            cluster = route.Config.Cluster,
-            requests = Interlocked.Read(ref route.Requests),
-            retries = Interlocked.Read(ref route.Retries),
-            failures = Interlocked.Read(ref route.Failures),
-            retryBudgetTokens = route.Budget.Tokens,
-            idempotencyKeyHeader = http.IdempotencyKeyHeader,
-            affinity = route.Affinity is null ? null : new
-            {
-                mode = route.Affinity.Config.Mode.ToString().ToLowerInvariant(),
-                name = route.Affinity.Config.Name,
-                sessions = route.Affinity.Count,
-                moves = Interlocked.Read(ref route.AffinityMoves),
-            },
-            mirror = http.Mirror is null ? null : new
-            {
-                percent = http.Mirror.Percent,
-                methods = http.Mirror.Methods == MirrorMethods.All ? "all" : "nonIdempotent",
-                header = http.Mirror.Header,
-                shadows = route.Shadows.Select(s => ShadowView(s.Stats())).ToArray(),
-            },
-        };
+        return new L7RouteView(
+            route.Name,
+            "http",
+            BoundAddresses.TryGetValue(name, out var bound) ? bound.ToString() : null,
+            route.Config.Cluster,
+            Interlocked.Read(ref route.Requests),
+            Interlocked.Read(ref route.Retries),
+            Interlocked.Read(ref route.Failures),
+            route.Budget.Tokens,
+            http.IdempotencyKeyHeader,
+            route.Affinity is null ? null : new L7AffinityView(
+                route.Affinity.Config.Mode.ToString().ToLowerInvariant(),
+                route.Affinity.Config.Name,
+                route.Affinity.Count,
+                Interlocked.Read(ref route.AffinityMoves)),
+            http.Mirror is null ? null : new L7MirrorView(
+                http.Mirror.Percent,
+                http.Mirror.Methods == MirrorMethods.All ? "all" : "nonIdempotent",
+                http.Mirror.Header,
+                [.. route.Shadows.Select(s => s.Stats())]));
     }
 
-    public IEnumerable<object> RouteViews() => _listeners.Routes.Keys.Order(StringComparer.Ordinal).Select(RouteView).OfType<object>();
+    internal List<L7RouteView> RouteViews() => [.. _listeners.Routes.Keys.Order(StringComparer.Ordinal).Select(RouteView).OfType<L7RouteView>()];
 
     /// <summary>The L7 sessions (affinity keys) of every HTTP route, or one route's.</summary>
-    public IEnumerable<object> SessionViews(string? route, string? endpoint, int limit)
+    internal List<L7SessionView> SessionViews(string? route, string? endpoint, int limit)
     {
         var time = _runtime.TimeProvider;
         return _listeners.Routes.Values
@@ -198,32 +193,17 @@ public sealed class L7Host : IAsyncDisposable
             .Where(x => endpoint is null || x.Session.Endpoint.Id == endpoint)
             .OrderBy(x => x.Session.StartedAt)
             .Take(limit)
-            .Select(x => (object)new
-            {
-                route = x.Route,
-                key = x.Session.Key,
-                endpoint = x.Session.Endpoint.Id,
-                startedAt = x.Session.StartedAt,
-                requests = x.Session.Requests,
-                moves = x.Session.Moves,
-                idleSeconds = time.GetElapsedTime(x.Session.LastUsedTimestamp).TotalSeconds,
-            });
+            .Select(x => new L7SessionView(
+                x.Route,
+                x.Session.Key,
+                x.Session.Endpoint.Id,
+                x.Session.StartedAt,
+                x.Session.Requests,
+                x.Session.Moves,
+                time.GetElapsedTime(x.Session.LastUsedTimestamp).TotalSeconds))
+            .ToList();
     }
 
-    private static object ShadowView(ShadowStats s) => new
-    {
-        shadow = s.Shadow,
-        consistency = s.Consistency.ToString().ToLowerInvariant(),
-        queued = s.Queued,
-        dropped = s.Dropped,
-        sent = s.Sent,
-        errors = s.Errors,
-        matches = s.Matches,
-        mismatches = s.Mismatches,
-        windowSamples = s.WindowSamples,
-        windowMismatches = s.WindowMismatches,
-        queueDepth = s.QueueDepth,
-    };
 
     private ImmutableArray<ShadowMirror> BuildShadows(RouteConfig route)
     {

@@ -347,6 +347,14 @@ public sealed class SpliceTests
                 Assert.InRange(goesAway, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(31));
             }
 
+            // A moved session's API record names the splice's trigger as the metrics do.
+            var movedId = bed.Relay.App.Echo.Sessions.First(s => s.Echo.Splices.Length > 0).Session.Id;
+            using (var moved = System.Text.Json.JsonDocument.Parse(await bed.Relay.Http.GetStringAsync($"/api/sessions/{movedId}")))
+            {
+                var splice = moved.RootElement.GetProperty("echo").GetProperty("splices")[0];
+                Assert.Equal(("notice", "spliced", "a"), (splice.GetProperty("trigger").GetString(), splice.GetProperty("result").GetString(), splice.GetProperty("from").GetString()));
+            }
+
             // Every session carries on with its history intact.
             for (var i = 0; i < Clients; i++)
             {

@@ -102,7 +102,7 @@ public class L7RoutingTests
         }
 
         Assert.Equal(2, unkeyed.Count);
-        Assert.Equal(2, relay.App.L7.SessionViews(null, null, 100).Count());
+        Assert.Equal(2, relay.App.L7.SessionViews(null, null, 100).Count);
     }
 
     [Fact]

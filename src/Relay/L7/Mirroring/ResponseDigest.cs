@@ -90,8 +90,18 @@ internal readonly record struct ResponseDigest(int Status, ulong Headers, ulong 
             {
                 var node = JsonNode.Parse(body);
                 Strip(node, ignoreJsonFields);
-                var canonical = node is null ? "null"u8.ToArray() : JsonSerializer.SerializeToUtf8Bytes(node);
-                return XxHash3.HashToUInt64(canonical);
+                if (node is null)
+                {
+                    return XxHash3.HashToUInt64("null"u8);
+                }
+
+                var canonical = new System.Buffers.ArrayBufferWriter<byte>(body.Length);
+                using (var writer = new Utf8JsonWriter(canonical))
+                {
+                    node.WriteTo(writer);
+                }
+
+                return XxHash3.HashToUInt64(canonical.WrittenSpan);
             }
             catch (JsonException)
             {
