@@ -2,14 +2,18 @@
 # Relay's two front-door commands (see README.md):
 #   ./run-relay.sh          build and run the relay on the embedded default topology
 #   ./run-relay.sh test     install what the tests need (when root), build, run every test
+# and the one they share (the perf scripts use it too):
+#   ./run-relay.sh publish  publish the relay to artifacts/relay/relay: a Native AOT binary when a C
+#                           toolchain (clang) is there, else the framework-dependent build, and say which
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-# Debian packages the tests and the perf script use: real servers and clients, real packet loss.
-TEST_PACKAGES=(redis-server redis-tools iperf3 haproxy nftables iproute2 procps libisal2)
+# Debian packages the tests and the perf script use: real servers and clients, real packet loss;
+# clang links the Native AOT relay.
+TEST_PACKAGES=(redis-server redis-tools iperf3 haproxy nftables iproute2 procps libisal2 clang)
 
 install_packages() {
     local missing=()
@@ -31,10 +35,45 @@ install_packages() {
     if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 }
 
+# The C compiler and linker Native AOT needs: clang on the PATH, else Debian's newest clang-N.
+find_clang() {
+    if command -v clang >/dev/null 2>&1; then
+        echo clang
+        return 0
+    fi
+    local versioned
+    versioned="$(compgen -c clang- | grep -E '^clang-[0-9]+$' | sort -t- -k2 -n | tail -n 1 || true)"
+    [ -n "$versioned" ] && echo "$versioned"
+}
+
+# Publishes the relay into artifacts/relay and sets RELAY_BIN. Native AOT (docs/operations.md
+# "The relay binary") needs clang; without it the framework-dependent build is published instead,
+# which works the same and uses about 35 MiB more memory.
+publish_relay() {
+    local out="$ROOT/artifacts/relay" clang
+    clang="$(find_clang || true)"
+    rm -rf "$out"
+    if [ -n "$clang" ]; then
+        echo "run-relay.sh: publishing the relay (Native AOT, linked with $clang)"
+        dotnet publish src/Relay/Relay.csproj -c Release -r linux-x64 -o "$out" \
+            -p:CppCompilerAndLinker="$clang" -nologo -clp:ErrorsOnly -v:q
+        RELAY_BUILD="native"
+    else
+        echo "run-relay.sh: no clang, so the relay is published framework-dependent, not Native AOT (apt-get install clang)" >&2
+        dotnet publish src/Relay/Relay.csproj -c Release -r linux-x64 --self-contained false -p:PublishAot=false -o "$out" \
+            -nologo -clp:ErrorsOnly -v:q
+        RELAY_BUILD="framework-dependent"
+    fi
+    RELAY_BIN="$out/relay"
+    export RELAY_BIN RELAY_BUILD
+}
+
 run_tests() {
     install_packages
     echo "run-relay.sh: building"
     dotnet build Relay.sln -c Release -nologo -clp:ErrorsOnly -v:q
+    # The functional tests also run the published binary (NativeBinaryTests) as operators get it.
+    publish_relay
     local passed=0 failed=0 skipped=0 crashed=0
     local log
     log="$(mktemp)"
@@ -70,9 +109,8 @@ run_tests() {
 }
 
 run_default_topology() {
-    echo "run-relay.sh: building the relay"
-    dotnet build src/Relay/Relay.csproj -c Release -nologo -clp:ErrorsOnly -v:q
-    local relay="$ROOT/src/Relay/bin/Release/net10.0/relay"
+    publish_relay
+    local relay="$RELAY_BIN"
     local state="$ROOT/.run"
     mkdir -p "$state"
     local token_file="$state/admin.token"
@@ -128,6 +166,7 @@ MSG
 
 case "${1:-}" in
     test) shift; run_tests "$@" ;;
-    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' ;;
+    publish) publish_relay; echo "$RELAY_BIN ($RELAY_BUILD)" ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) run_default_topology "$@" ;;
 esac

@@ -19,7 +19,7 @@ throughput, p50/p99 latency and the ratios Relay/HAProxy and Relay/direct.
   --rounds N          rounds over all variants; each cell is the median (default 2, quick 1)
   --unpinned          do not pin with taskset (default: proxy on CPU 1, client and server on CPU 0)
   --no-build          use existing Release builds of relay and relay-loadgen
-  --relay PATH        relay executable (default src/Relay/bin/Release/net10.0/relay)
+  --relay PATH        relay executable (default artifacts/relay/relay, from ./run-relay.sh publish)
   --relay-rev REV     build the relay from git revision REV (exported to a temporary directory with
                       git archive, so a half-edited working tree does not matter), e.g. HEAD
   --relay-env K=V     extra environment for the relay process (repeatable), e.g.
@@ -42,7 +42,7 @@ quick=0
 rounds=""
 pin=1
 build=1
-relay_bin="$repo/src/Relay/bin/Release/net10.0/relay"
+relay_bin="$repo/artifacts/relay/relay"
 relay_env=()
 relay_rev=""
 skip_relay=0
@@ -219,10 +219,10 @@ if [[ $build -eq 1 ]]; then
         || { tail -20 "$work/build-loadgen.log" >&2; die "relay-loadgen does not build"; }
     if [[ $skip_relay -eq 0 && -n "$relay_rev" ]]; then
         :  # built below, with or without --no-build
-    elif [[ $skip_relay -eq 0 && "$relay_bin" == "$repo/src/Relay/bin/Release/net10.0/relay" ]]; then
-        log "building relay (Release)"
-        if ! dotnet build -c Release "$repo/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
-            relay_state="does not build (dotnet build -c Release src/Relay/Relay.csproj failed)"
+    elif [[ $skip_relay -eq 0 && "$relay_bin" == "$repo/artifacts/relay/relay" ]]; then
+        log "publishing relay (./run-relay.sh publish)"
+        if ! "$repo/run-relay.sh" publish >"$work/build-relay.log" 2>&1; then
+            relay_state="does not publish (./run-relay.sh publish failed)"
             log "relay: $relay_state"
             grep -E "error" "$work/build-relay.log" | sort -u | head -5 >&2 || true
         fi
@@ -236,11 +236,17 @@ if [[ $skip_relay -eq 0 && -n "$relay_rev" ]]; then
     mkdir -p "$work/src"
     if ! git -C "$repo" archive "$relay_commit" | tar -x -C "$work/src"; then
         relay_state="cannot export $relay_rev"
-    elif ! dotnet build -c Release "$work/src/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
-        relay_state="does not build at $relay_rev"
-        grep -E "error" "$work/build-relay.log" | sort -u | head -5 >&2 || true
+    elif grep -q '^publish_relay()' "$work/src/run-relay.sh" 2>/dev/null; then
+        # Published as the revision's own run-relay.sh does it (Native AOT since 94c691a).
+        relay_bin="$work/src/artifacts/relay/relay"
+        "$work/src/run-relay.sh" publish >"$work/build-relay.log" 2>&1 || relay_state="does not publish at $relay_rev"
+    else
+        relay_bin="$work/src/src/Relay/bin/Release/net10.0/relay"
+        if ! dotnet build -c Release "$work/src/src/Relay/Relay.csproj" >"$work/build-relay.log" 2>&1; then
+            relay_state="does not build at $relay_rev"
+            grep -E "error" "$work/build-relay.log" | sort -u | head -5 >&2 || true
+        fi
     fi
-    relay_bin="$work/src/src/Relay/bin/Release/net10.0/relay"
 fi
 [[ -x "$loadgen_bin" ]] || die "relay-loadgen not found at $loadgen_bin (build it, or drop --no-build)"
 

@@ -22,7 +22,7 @@ EOF
 }
 
 rounds=3; requests=80000; port_base=26100
-relay_bin="$repo/src/Relay/bin/Release/net10.0/relay"
+relay_bin="$repo/artifacts/relay/relay"
 relay_env=(); agent_env=()
 die() { echo "echo-cpu.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -38,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-[[ -x "$relay_bin" ]] || die "no relay at $relay_bin (dotnet build -c Release src/Relay/Relay.csproj)"
+[[ -x "$relay_bin" ]] || die "no relay at $relay_bin (./run-relay.sh publish)"
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || die "needs redis-server and redis-benchmark (apt install redis-server redis-tools)"
 
 work="$(mktemp -d)"; pids=()

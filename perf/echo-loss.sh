@@ -96,11 +96,11 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 in_a() { nsenter --net="/run/netns/$ns_a" "$@"; }
 in_b() { nsenter --net="/run/netns/$ns_b" "$@"; }
 
-relay_bin="$repo/src/Relay/bin/$configuration/net10.0/relay"
+relay_bin="$repo/artifacts/relay/relay"
 loadgen_bin="$repo/perf/Relay.LoadGen/bin/$configuration/net10.0/relay-loadgen"
 if [[ $build -eq 1 ]]; then
     log "building relay and relay-loadgen ($configuration)"
-    dotnet build -c "$configuration" "$repo/src/Relay/Relay.csproj" >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; die "relay does not build"; }
+    "$repo/run-relay.sh" publish >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; die "relay does not publish"; }
     dotnet build -c "$configuration" "$repo/perf/Relay.LoadGen/Relay.LoadGen.csproj" >>"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; die "relay-loadgen does not build"; }
 fi
 [[ -x "$relay_bin" && -x "$loadgen_bin" ]] || die "relay or relay-loadgen missing (build them, or drop --no-build)"

@@ -95,11 +95,11 @@ on_cpu() { if [[ $pin -eq 1 ]]; then echo "taskset -c $1"; fi; }
 client_cpu=0
 proxy_cpu=1
 
-relay_bin="${relay_bin_override:-$repo/src/Relay/bin/Release/net10.0/relay}"
+relay_bin="${relay_bin_override:-$repo/artifacts/relay/relay}"
 backend_out="$repo/perf/bin/l7-backend"
 if [[ $build -eq 1 ]]; then
     echo "building relay and the backend (Release)..." >&2
-    dotnet build -c Release "$repo/src/Relay" -v quiet -nologo >/dev/null || die "relay build failed"
+    "$repo/run-relay.sh" publish >/dev/null || die "relay publish failed"
     dotnet build -c Release "$repo/perf/l7-backend.cs" -o "$backend_out" -v quiet -nologo >/dev/null || die "backend build failed"
 fi
 [[ -x "$relay_bin" ]] || die "no relay at $relay_bin (build it, or drop --no-build)"

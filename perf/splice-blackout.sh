@@ -18,8 +18,8 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-relay="$repo/src/Relay/bin/Release/net10.0/relay"
-[[ $build -eq 0 ]] || dotnet build -c Release "$repo/src/Relay/Relay.csproj" -nologo -clp:ErrorsOnly -v:q
+relay="$repo/artifacts/relay/relay"
+[[ $build -eq 0 ]] || "$repo/run-relay.sh" publish
 work=$(mktemp -d); pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 head -c 48 /dev/urandom | base64 >"$work/psk"; head -c 24 /dev/urandom | base64 >"$work/token"; chmod 600 "$work/psk" "$work/token"

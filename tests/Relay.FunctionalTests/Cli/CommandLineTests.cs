@@ -140,7 +140,8 @@ public class CommandLineTests
         Assert.Contains("--route 127.0.0.1:7000: expected LISTEN=UPSTREAM", stderr, StringComparison.Ordinal);
     }
 
-    private static int Kill(int pid)
+    /// <summary>kill -TERM, as an operator or systemd stops the relay.</summary>
+    internal static int Kill(int pid)
     {
         using var kill = Process.Start(new ProcessStartInfo("kill", ["-TERM", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))!;
         kill.WaitForExit();

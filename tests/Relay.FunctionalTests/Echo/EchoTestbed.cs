@@ -40,11 +40,15 @@ public sealed class BackendProcess : IDisposable
         return backends;
     }
 
-    /// <summary>Starts `relay sample-server` on a free port and waits for its ready line.</summary>
-    public static async Task<BackendProcess> StartSampleServerAsync(string id)
+    /// <summary>
+    /// Starts `relay sample-server` on a free port and waits for its ready line: the relay.dll built
+    /// beside the tests, or the published <paramref name="relayExecutable"/>.
+    /// </summary>
+    public static async Task<BackendProcess> StartSampleServerAsync(string id, string? relayExecutable = null)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "relay.dll"), "sample-server", "--listen", "127.0.0.1:0", "--id", id })
+        var info = new ProcessStartInfo(relayExecutable ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        string[] relay = relayExecutable is null ? [Path.Combine(AppContext.BaseDirectory, "relay.dll")] : [];
+        foreach (var arg in relay.Concat(["sample-server", "--listen", "127.0.0.1:0", "--id", id]))
         {
             info.ArgumentList.Add(arg);
         }
