@@ -18,7 +18,7 @@ throughput, p50/p99 latency and the ratios Relay/HAProxy and Relay/direct.
   --quick             short run (~2 minutes): 1 round, shorter tests, shorter memory hold
   --rounds N          rounds over all variants; each cell is the median (default 2, quick 1)
   --unpinned          do not pin with taskset (default: proxy on CPU 1, client and server on CPU 0)
-  --no-build          use existing Release builds of relay and relay-loadgen
+  --no-build          use the existing published relay (artifacts/relay) and Release relay-loadgen
   --relay PATH        relay executable (default artifacts/relay/relay, from ./run-relay.sh publish)
   --relay-rev REV     build the relay from git revision REV (exported to a temporary directory with
                       git archive, so a half-edited working tree does not matter), e.g. HEAD

@@ -19,7 +19,7 @@ Usage: perf/echo-compare.sh [options]
   --drain-sessions N  sessions under load when an endpoint is drained (default 100)
   --idle-sessions N   idle sessions held on each route for the memory figure (default 1000; 0 skips)
   --kill-sessions N   rr sessions under load when a backend is killed with SIGKILL (default 1000)
-  --no-build        use existing Release builds of relay and relay-loadgen
+  --no-build        use the existing published relay (artifacts/relay) and Release relay-loadgen
   --port-base N     first of the 10 loopback ports used (default 21500)
   --out FILE        also write the table to FILE
   --keep-logs       keep the temporary directory with every process's log

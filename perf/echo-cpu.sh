@@ -13,7 +13,7 @@ Usage: perf/echo-cpu.sh [options]
 
   --rounds N          plain/echoed pairs of runs, after one unrecorded warm-up pair (default 3)
   --requests N        redis-benchmark -n for each of SET and GET (default 80000)
-  --relay PATH        relay executable (default: the worktree's Release build)
+  --relay PATH        relay executable (default: artifacts/relay/relay, from ./run-relay.sh publish)
   --relay-env K=V     extra environment for the relay (repeatable)
   --agent-env K=V     extra environment for both agents (repeatable)
   --port-base N       first of the 7 loopback ports used (default 26100)

@@ -6,7 +6,7 @@
 # splice, and starts the killed backend again (so the next round has a shadow there). Prints, over the
 # kills, the relay's blackout (from seeing the primary close to resuming on the shadow) and the
 # client-visible stall (the longest answer time around each kill), and checks the session's state.
-# The restarted backend (a fresh .NET process, compiling its code) is given --settle seconds
+# The restarted backend (a fresh process; a JIT-compiled one also compiles its code) is given --settle seconds
 # (default 2) before the next kill, so that its start-up does not compete for the CPU with the next
 # failover. Usage: perf/failover-stall.sh [--kills N] [--settle S] [--no-build] [--port-base P] [--keep-logs]
 set -euo pipefail

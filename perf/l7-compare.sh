@@ -22,8 +22,8 @@ Usage: perf/l7-compare.sh [options]
   --connections N     wrk connections (default 64)
   --threads N         wrk threads (default 2)
   --unpinned          do not pin with taskset (default: proxy on CPU 1; wrk and backends on CPU 0)
-  --no-build          use the existing Release builds of relay and of perf/l7-backend.cs
-  --relay-bin PATH    run this relay executable instead of the worktree's Release build (a copy
+  --no-build          use the existing published relay (artifacts/relay) and build of perf/l7-backend.cs
+  --relay-bin PATH    run this relay executable instead of the published one (artifacts/relay/relay) (a copy
                       of an older build, say, to compare two versions one run after the other;
                       the worktree is still built unless --no-build)
   --relay-env K=V     extra environment for the relay (repeatable)
