@@ -4,7 +4,8 @@
 #   ./run-relay.sh test     install what the tests need (when root), build, run every test
 # and the one they share (the perf scripts use it too):
 #   ./run-relay.sh publish  publish the relay to artifacts/relay/relay: a Native AOT binary when a C
-#                           toolchain (clang) is there, else the framework-dependent build, and say which
+#                           toolchain (clang) is there, else (or with RELAY_PUBLISH=jit) the
+#                           framework-dependent build, and say which
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,11 +50,12 @@ find_clang() {
 }
 
 # Publishes the relay into artifacts/relay and sets RELAY_BIN. Native AOT (docs/operations.md
-# "The relay binary") needs clang; without it the framework-dependent build is published instead,
-# which works the same and uses about 35 MiB more memory.
+# "The relay binary") needs clang; without it, or with RELAY_PUBLISH=jit in the environment, the
+# framework-dependent build is published instead: the same behaviour, about 35 MiB more memory,
+# and HTTP routes about 10-15% cheaper in CPU per request (the JIT's dynamic PGO).
 publish_relay() {
-    local out="$ROOT/artifacts/relay" clang
-    clang="$(find_clang || true)"
+    local out="$ROOT/artifacts/relay" clang=""
+    [ "${RELAY_PUBLISH:-native}" = "jit" ] || clang="$(find_clang || true)"
     rm -rf "$out"
     if [ -n "$clang" ]; then
         echo "run-relay.sh: publishing the relay (Native AOT, linked with $clang)"
@@ -61,7 +63,11 @@ publish_relay() {
             -p:CppCompilerAndLinker="$clang" -nologo -clp:ErrorsOnly -v:q
         RELAY_BUILD="native"
     else
-        echo "run-relay.sh: no clang, so the relay is published framework-dependent, not Native AOT (apt-get install clang)" >&2
+        if [ "${RELAY_PUBLISH:-native}" = "jit" ]; then
+            echo "run-relay.sh: RELAY_PUBLISH=jit: publishing the relay framework-dependent (JIT)"
+        else
+            echo "run-relay.sh: no clang, so the relay is published framework-dependent, not Native AOT (apt-get install clang)" >&2
+        fi
         dotnet publish src/Relay/Relay.csproj -c Release -r linux-x64 --self-contained false -p:PublishAot=false -o "$out" \
             -nologo -clp:ErrorsOnly -v:q
         RELAY_BUILD="framework-dependent"
@@ -169,6 +175,6 @@ MSG
 case "${1:-}" in
     test) shift; run_tests "$@" ;;
     publish) publish_relay; echo "$RELAY_BIN ($RELAY_BUILD)" ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) run_default_topology "$@" ;;
 esac

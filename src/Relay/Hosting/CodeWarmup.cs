@@ -10,7 +10,8 @@ namespace Relay.Hosting;
 /// start. A failover is rare and cannot wait: the first one after start used to spend 20-35 ms in
 /// the JIT (perf/failover-stall.sh, "first kill"), against 1-2 ms for the ones after it. Compiling
 /// costs a few tens of milliseconds of one core once, and the code it makes stays resident either way
-/// as soon as one splice has run.
+/// as soon as one splice has run. The Native AOT relay (docs/operations.md) has all its code compiled
+/// already, so there this does nothing: its first failover is as quick as the later ones without it.
 /// </summary>
 internal static class CodeWarmup
 {
@@ -19,6 +20,11 @@ internal static class CodeWarmup
     /// <summary>Starts compiling <paramref name="types"/> (with their nested types: the async state machines) in the background.</summary>
     public static Task StartInBackground(Action<int, TimeSpan>? done, params Type[] types)
     {
+        if (!RuntimeFeature.IsDynamicCodeCompiled)
+        {
+            return Task.CompletedTask;
+        }
+
         return Task.Run(() =>
         {
             var started = Stopwatch.GetTimestamp();
