@@ -14,6 +14,33 @@ public sealed partial class AgentHost
     /// waits for the backend's output to reach <c>delivered</c>, answers OK with the cut, and from then on
     /// carries the session's bytes raw on this socket (DESIGN.md "Splice", steps 2-3).
     /// </summary>
+    /// <summary>How long a prepared takeover connection spins for the relay's TAKEOVER before it waits.</summary>
+    private static readonly TimeSpan PreparedSpin = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>
+    /// Spins, for at most <paramref name="limit"/>, until <paramref name="socket"/> has bytes to read.
+    /// The relay sends TAKEOVER as soon as it has paused the session, 0.1-0.2 ms after our
+    /// TakeoverPrepared. This thread, which sent that answer, is awake; waiting instead would leave the
+    /// read to the socket engine, which wakes a sleeping pool worker for it (idle workers do not spin
+    /// here, docs/agent.md), and that second wake-up was about a third of a planned splice's blackout
+    /// (docs/benchmarks.md, session 16). A relay that never follows up costs one bounded spin.
+    /// </summary>
+    private static void SpinUntilReadable(Socket socket, TimeSpan limit)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+        try
+        {
+            while (socket.Available == 0 && Stopwatch.GetTimestamp() < deadline)
+            {
+                Thread.SpinWait(32);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Closed meanwhile: the receive that follows reports it.
+        }
+    }
+
     private async Task RunTakeoverAsync(ControlChannel control, Socket socket, EndPoint? remote)
     {
         // After TakeoverOk the control channel is no longer used, but it stays undisposed until the
@@ -33,6 +60,7 @@ public sealed partial class AgentHost
                 }
 
                 await control.SendAsync(EchoWire.TakeoverPrepared(), _stop.Token).ConfigureAwait(false);
+                SpinUntilReadable(socket, PreparedSpin);
                 message = await control.ReceiveAsync(_stop.Token).ConfigureAwait(false);
             }
 
