@@ -101,7 +101,7 @@ internal static class AdminRoutes
     {
         IResult result => result.ExecuteAsync(context),
         null => Results.Text("null", "application/json").ExecuteAsync(context),
-        _ => new JsonAnswer(value, StatusCodes.Status200OK).ExecuteAsync(context),
+        _ => Json(value).ExecuteAsync(context),
     };
 
     private sealed class JsonAnswer(object value, int status) : IResult

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -7,6 +6,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Relay.FunctionalTests.Echo;
+using Relay.FunctionalTests.Infrastructure;
 using Relay.FunctionalTests.L7;
 
 namespace Relay.FunctionalTests.Cli;
@@ -44,7 +44,7 @@ public sealed class NativeBinaryTests
         }
 
         var work = Directory.CreateTempSubdirectory("relay-native-");
-        var processes = new List<Process>();
+        var processes = new List<ExternalProcess>();
         var sockets = new List<Socket>();
         var servers = new List<BackendProcess>();
         await using var web = await HttpBackend.StartAsync("w1");
@@ -66,7 +66,7 @@ public sealed class NativeBinaryTests
                 var address = server.EndPoint;
                 var control = BackendProcess.FreeTcpPort();
                 agents.Add(control);
-                processes.Add(Start(relayPath, Path.Combine(work.FullName, $"agent-{i}.log"), "agent", "--id", $"agent-{i}", "--control", $"127.0.0.1:{control}", "--backend", address.ToString(), "--path", "127.0.0.1", "--psk-file", psk));
+                processes.Add(ExternalProcess.StartLogged(relayPath, Path.Combine(work.FullName, $"agent-{i}.log"), "agent", "--id", $"agent-{i}", "--control", $"127.0.0.1:{control}", "--backend", address.ToString(), "--path", "127.0.0.1", "--psk-file", psk));
             }
 
             var (tcpPort, httpPort, adminPort) = (BackendProcess.FreeTcpPort(), BackendProcess.FreeTcpPort(), BackendProcess.FreeTcpPort());
@@ -91,13 +91,13 @@ public sealed class NativeBinaryTests
                 }
                 """);
             var relayLog = Path.Combine(work.FullName, "relay.log");
-            var relay = Start(relayPath, relayLog, "--config", config);
+            var relay = ExternalProcess.StartLogged(relayPath, relayLog, "--config", config);
             processes.Add(relay);
 
             using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{adminPort}"), Timeout = Timeout };
             admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
             await WaitUntilAsync(async () => (await TryGetAsync(admin, "/readyz")) == HttpStatusCode.OK, "the relay is ready", relay, relayLog);
-            await WaitUntilAsync(async () => (await AdminAsync(admin, "/api/endpoints")).RootElement.EnumerateArray().Count(e => e.TryGetProperty("agent", out var a) && a.ValueKind == JsonValueKind.Object && a.GetProperty("connected").GetBoolean()) == 2, "both agents are connected", relay, relayLog);
+            await WaitUntilAsync(async () => (await admin.GetJsonAsync("/api/endpoints")).RootElement.EnumerateArray().Count(e => e.TryGetProperty("agent", out var a) && a.ValueKind == JsonValueKind.Object && a.GetProperty("connected").GetBoolean()) == 2, "both agents are connected", relay, relayLog);
 
             // L4 with echo: a scripted game session, moved to its shadow halfway, identical bytes.
             var client = new ScriptedClient(4242, 20);
@@ -105,13 +105,13 @@ public sealed class NativeBinaryTests
             sockets.Add(socket);
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, tcpPort));
             await client.RunAsync(socket, 0, 10);
-            var sessionId = (await AdminAsync(admin, "/api/sessions")).RootElement.EnumerateArray().Single().GetProperty("id").GetInt64();
+            var sessionId = (await admin.GetJsonAsync("/api/sessions")).RootElement.EnumerateArray().Single().GetProperty("id").GetInt64();
             await WaitUntilAsync(
-                async () => (await AdminAsync(admin, $"/api/sessions/{sessionId}")).RootElement.GetProperty("echo").GetProperty("shadows").EnumerateArray().Any(s => s.GetProperty("state").GetString() == "Ready"),
+                async () => (await admin.GetJsonAsync($"/api/sessions/{sessionId}")).RootElement.GetProperty("echo").GetProperty("shadows").EnumerateArray().Any(s => s.GetProperty("state").GetString() == "Ready"),
                 "the session's shadow is Ready",
                 relay,
                 relayLog);
-            using (var migrated = await SendAsync(admin, HttpMethod.Post, $"/api/sessions/{sessionId}/migrate", HttpStatusCode.OK))
+            using (var migrated = await admin.SendAsync(HttpMethod.Post, $"/api/sessions/{sessionId}/migrate", HttpStatusCode.OK))
             {
                 Assert.True(migrated.RootElement.GetProperty("moved").GetBoolean(), migrated.RootElement.ToString());
             }
@@ -119,7 +119,7 @@ public sealed class NativeBinaryTests
             await client.RunAsync(socket, 10, 20);
             var expected = await client.ReferenceAsync(servers[0].EndPoint);
             Assert.True(expected.AsSpan().SequenceEqual(client.Received), "the moved session's bytes differ from a run without the move");
-            using (var session = await AdminAsync(admin, $"/api/sessions/{sessionId}"))
+            using (var session = await admin.GetJsonAsync($"/api/sessions/{sessionId}"))
             {
                 var splice = session.RootElement.GetProperty("echo").GetProperty("splices")[0];
                 Assert.Equal(("migrate", "spliced"), (splice.GetProperty("trigger").GetString(), splice.GetProperty("result").GetString()));
@@ -159,17 +159,17 @@ public sealed class NativeBinaryTests
                 ("/api/sessions/999999", HttpStatusCode.NotFound, "error"),
             })
             {
-                using var answer = await SendAsync(admin, HttpMethod.Get, path, status);
+                using var answer = await admin.SendAsync(HttpMethod.Get, path, status);
                 var element = answer.RootElement.ValueKind == JsonValueKind.Array ? answer.RootElement.EnumerateArray().First() : answer.RootElement;
                 Assert.True(element.TryGetProperty(key, out _), $"{path}: no \"{key}\" in {answer.RootElement}");
             }
 
-            using (var bad = await SendAsync(admin, HttpMethod.Put, "/api/echo-policies/game", HttpStatusCode.BadRequest, """{ "shadows": "two" }"""))
+            using (var bad = await admin.SendAsync(HttpMethod.Put, "/api/echo-policies/game", HttpStatusCode.BadRequest, """{ "shadows": "two" }"""))
             {
                 Assert.Contains(bad.RootElement.GetProperty("errors").EnumerateArray(), e => e.GetString()!.StartsWith("policy.shadows:", StringComparison.Ordinal));
             }
 
-            using (var drained = await SendAsync(admin, HttpMethod.Post, "/api/endpoints/b/drain", HttpStatusCode.OK))
+            using (var drained = await admin.SendAsync(HttpMethod.Post, "/api/endpoints/b/drain", HttpStatusCode.OK))
             {
                 Assert.True(drained.RootElement.GetProperty("endpoint").GetProperty("draining").GetBoolean());
             }
@@ -195,12 +195,6 @@ public sealed class NativeBinaryTests
 
             foreach (var process in processes)
             {
-                if (!process.HasExited)
-                {
-                    process.Kill(entireProcessTree: true);
-                    process.WaitForExit(10_000);
-                }
-
                 process.Dispose();
             }
 
@@ -211,25 +205,6 @@ public sealed class NativeBinaryTests
 
             work.Delete(recursive: true);
         }
-    }
-
-    private static Process Start(string path, string log, params string[] args)
-    {
-        var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var process = Process.Start(info) ?? throw new InvalidOperationException($"{path} did not start");
-        var writer = TextWriter.Synchronized(new StreamWriter(log) { AutoFlush = true });
-        process.OutputDataReceived += (_, e) => writer.WriteLine(e.Data);
-        process.ErrorDataReceived += (_, e) => writer.WriteLine(e.Data);
-        process.Exited += (_, _) => writer.Dispose();
-        process.EnableRaisingEvents = true;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
     }
 
     private static async Task<HttpStatusCode?> TryGetAsync(HttpClient admin, string path)
@@ -245,23 +220,7 @@ public sealed class NativeBinaryTests
         }
     }
 
-    private static Task<JsonDocument> AdminAsync(HttpClient admin, string path) => SendAsync(admin, HttpMethod.Get, path, HttpStatusCode.OK);
-
-    private static async Task<JsonDocument> SendAsync(HttpClient admin, HttpMethod method, string path, HttpStatusCode expected, string? body = null)
-    {
-        using var request = new HttpRequestMessage(method, path);
-        if (body is not null)
-        {
-            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
-        }
-
-        using var response = await admin.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"{method} {path}: {(int)response.StatusCode}, expected {(int)expected}: {text}");
-        return JsonDocument.Parse(text);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, Process relay, string relayLog)
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, ExternalProcess relay, string relayLog)
     {
         var deadline = DateTime.UtcNow + Timeout;
         while (!await condition())

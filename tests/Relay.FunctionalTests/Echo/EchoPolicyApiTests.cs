@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
+using Relay.FunctionalTests.Infrastructure;
 
 namespace Relay.FunctionalTests.Echo;
 
@@ -34,20 +34,20 @@ public sealed class EchoPolicyApiTests
 
             await bed.WaitUntilAsync(() => bed.AllShadowsReady(1), "every session has a Ready shadow");
 
-            using (var all = await GetJsonAsync(http, "/api/echo-policies", HttpStatusCode.OK))
+            using (var all = await http.GetJsonAsync("/api/echo-policies"))
             {
                 var entry = Assert.Single(all.RootElement.EnumerateArray());
                 Assert.Equal("svc", entry.GetProperty("route").GetString());
                 Assert.Equal(("lines", 1, "2ms"), PolicyOf(entry));
             }
 
-            using (var missing = await GetJsonAsync(http, "/api/echo-policies/nope", HttpStatusCode.NotFound))
+            using (var missing = await http.GetJsonAsync("/api/echo-policies/nope", HttpStatusCode.NotFound))
             {
                 Assert.Equal("no route \"nope\"", missing.RootElement.GetProperty("error").GetString());
             }
 
             // The live policy's cost, from the two sessions' traffic and the three agents.
-            using (var estimate = await GetJsonAsync(http, "/api/echo-policies/svc/estimate", HttpStatusCode.OK))
+            using (var estimate = await http.GetJsonAsync("/api/echo-policies/svc/estimate"))
             {
                 var root = estimate.RootElement;
                 Assert.Equal(("lines", 1, "2ms"), PolicyOf(root));
@@ -61,25 +61,25 @@ public sealed class EchoPolicyApiTests
             }
 
             // A proposal is estimated, not applied; one that needs more hosts than there are says so.
-            using (var proposal = await SendJsonAsync(http, HttpMethod.Post, "/api/echo-policies/svc/estimate", """{ "codec": "lines", "shadows": 3 }""", HttpStatusCode.OK))
+            using (var proposal = await http.SendAsync(HttpMethod.Post, "/api/echo-policies/svc/estimate", HttpStatusCode.OK, """{ "codec": "lines", "shadows": 3 }"""))
             {
                 Assert.Equal(3, proposal.RootElement.GetProperty("policy").GetProperty("shadows").GetInt32());
                 var warning = Assert.Single(proposal.RootElement.GetProperty("warnings").EnumerateArray()).GetString();
                 Assert.Contains("3 shadow(s) per session need at least 4", warning, StringComparison.Ordinal);
             }
 
-            using (var bad = await SendJsonAsync(http, HttpMethod.Put, "/api/echo-policies/svc", """{ "codec": "lines", "shadows": "two" }""", HttpStatusCode.BadRequest))
+            using (var bad = await http.SendAsync(HttpMethod.Put, "/api/echo-policies/svc", HttpStatusCode.BadRequest, """{ "codec": "lines", "shadows": "two" }"""))
             {
                 Assert.Contains(bad.RootElement.GetProperty("errors").EnumerateArray(), e => e.GetString()!.StartsWith("policy.shadows:", StringComparison.Ordinal));
             }
 
-            using (var unchanged = await GetJsonAsync(http, "/api/echo-policies/svc", HttpStatusCode.OK))
+            using (var unchanged = await http.GetJsonAsync("/api/echo-policies/svc"))
             {
                 Assert.Equal(("lines", 1, "2ms"), PolicyOf(unchanged.RootElement));
             }
 
             // Applied: sessions that start now get two shadows; the live ones keep their policy.
-            using (var applied = await SendJsonAsync(http, HttpMethod.Put, "/api/echo-policies/svc", """{ "codec": "lines", "shadows": 2, "interval": "5ms" }""", HttpStatusCode.OK))
+            using (var applied = await http.SendAsync(HttpMethod.Put, "/api/echo-policies/svc", HttpStatusCode.OK, """{ "codec": "lines", "shadows": 2, "interval": "5ms" }"""))
             {
                 Assert.Equal(("lines", 2, "5ms"), PolicyOf(applied.RootElement));
                 Assert.StartsWith("sessions that start from now on", applied.RootElement.GetProperty("appliesTo").GetString(), StringComparison.Ordinal);
@@ -93,7 +93,7 @@ public sealed class EchoPolicyApiTests
             var lateId = await WaitForNewSessionAsync(bed, before);
             await bed.WaitUntilAsync(() => bed.Relay.App.Echo.Sessions.Single(s => s.Session.Id == lateId).Echo.Shadows.Count(s => s.State == global::Relay.Echo.ShadowState.Ready) == 2, "the new session has two Ready shadows");
 
-            using (var session = await GetJsonAsync(http, $"/api/sessions/{lateId}", HttpStatusCode.OK))
+            using (var session = await http.GetJsonAsync($"/api/sessions/{lateId}"))
             {
                 var echo = session.RootElement.GetProperty("echo");
                 Assert.Equal(2, echo.GetProperty("codec").GetProperty("shadows").GetInt32());
@@ -102,7 +102,7 @@ public sealed class EchoPolicyApiTests
 
             foreach (var id in before)
             {
-                using var old = await GetJsonAsync(http, $"/api/sessions/{id}", HttpStatusCode.OK);
+                using var old = await http.GetJsonAsync($"/api/sessions/{id}");
                 var echo = old.RootElement.GetProperty("echo");
                 Assert.Equal(1, echo.GetProperty("codec").GetProperty("shadows").GetInt32());
                 Assert.Single(echo.GetProperty("shadows").EnumerateArray());
@@ -134,25 +134,5 @@ public sealed class EchoPolicyApiTests
             },
             "the new session is echoed");
         return id;
-    }
-
-    private static async Task<JsonDocument> GetJsonAsync(HttpClient http, string path, HttpStatusCode expected)
-    {
-        using var response = await http.GetAsync(path);
-        return await ReadAsync(response, expected);
-    }
-
-    private static async Task<JsonDocument> SendJsonAsync(HttpClient http, HttpMethod method, string path, string body, HttpStatusCode expected)
-    {
-        using var request = new HttpRequestMessage(method, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-        using var response = await http.SendAsync(request);
-        return await ReadAsync(response, expected);
-    }
-
-    private static async Task<JsonDocument> ReadAsync(HttpResponseMessage response, HttpStatusCode expected)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri}: {(int)response.StatusCode}, expected {(int)expected}: {text}");
-        return JsonDocument.Parse(text);
     }
 }

@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace Relay.FunctionalTests.Infrastructure;
 
-/// <summary>A real program from the machine (redis-server, redis-cli), found on PATH, ended by its PID.</summary>
+/// <summary>A real program from the machine (redis-server, redis-cli) or the published relay, ended by its PID.</summary>
 public sealed class ExternalProcess : IDisposable
 {
     private readonly Process _process;
@@ -10,6 +10,12 @@ public sealed class ExternalProcess : IDisposable
     private ExternalProcess(Process process) => _process = process;
 
     public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    public bool WaitForExit(int milliseconds) => _process.WaitForExit(milliseconds);
 
     public static string? Find(string name)
     {
@@ -25,7 +31,10 @@ public sealed class ExternalProcess : IDisposable
         return null;
     }
 
-    public static ExternalProcess Start(string path, params string[] args)
+    public static ExternalProcess Start(string path, params string[] args) => StartLogged(path, null, args);
+
+    /// <summary>Starts <paramref name="path"/>; its stdout and stderr go to <paramref name="log"/> when given, else nowhere.</summary>
+    public static ExternalProcess StartLogged(string path, string? log, params string[] args)
     {
         var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in args)
@@ -34,8 +43,20 @@ public sealed class ExternalProcess : IDisposable
         }
 
         var process = Process.Start(info) ?? throw new InvalidOperationException($"{path} did not start");
-        process.OutputDataReceived += static (_, _) => { };
-        process.ErrorDataReceived += static (_, _) => { };
+        if (log is null)
+        {
+            process.OutputDataReceived += static (_, _) => { };
+            process.ErrorDataReceived += static (_, _) => { };
+        }
+        else
+        {
+            var writer = TextWriter.Synchronized(new StreamWriter(log) { AutoFlush = true });
+            process.OutputDataReceived += (_, e) => writer.WriteLine(e.Data);
+            process.ErrorDataReceived += (_, e) => writer.WriteLine(e.Data);
+            process.Exited += (_, _) => writer.Dispose();
+            process.EnableRaisingEvents = true;
+        }
+
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return new ExternalProcess(process);
