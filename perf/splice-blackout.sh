@@ -3,8 +3,9 @@
 # one live session. Two sample servers with an agent each and a relay echoing one route ("lines",
 # stateScope connection, so the session can go back and forth); a client keeps one session open,
 # sends a command between moves, waits for a Ready shadow, and migrates it through the admin API.
-# Prints the blackout distribution the relay measured (pause to resume) for every move, and checks
-# the session's state survived them all. Usage: perf/splice-blackout.sh [--moves N] [--no-build] [--port-base P]
+# Prints the blackout distribution the relay measured (pause to resume) for every move, the relay's
+# garbage collections and their pauses during the moves (a splice that meets one has it in its
+# blackout), and checks the session's state survived them all. Usage: perf/splice-blackout.sh [--moves N] [--no-build] [--port-base P]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; repo="$(cd "$here/.." && pwd)"
 moves=200; build=1; base=23100
@@ -45,6 +46,12 @@ def api(path, method="GET"):
 s = socket.create_connection(("127.0.0.1", base)); f = s.makefile()
 s.sendall(b"HELLO\n"); f.readline(); time.sleep(1)
 sid = api("/api/sessions")[0]["id"]; blackouts = []
+def gc():  # the relay's collections (the gen0 count counts every one) and seconds paused so far, from /metrics
+    request = urllib.request.Request(f"http://127.0.0.1:{base + 20}/metrics", headers={"Authorization": "Bearer " + token})
+    lines = urllib.request.urlopen(request).read().decode().splitlines()
+    total = lambda name: sum(float(l.split()[-1]) for l in lines if l.startswith(name))
+    return total('dotnet_collection_count_total{generation="0"}'), total('dotnet_collection_count_total{generation="1"}'), total('dotnet_collection_count_total{generation="2"}'), total("relay_gc_pause_seconds_total")
+gc_before = gc()
 for i in range(moves):
     s.sendall(b"MOVE 1 1\n"); f.readline()
     for _ in range(400):
@@ -54,8 +61,10 @@ for i in range(moves):
     answer = api(f"/api/sessions/{sid}/migrate", "POST")
     if answer["moved"]: blackouts.append(answer["blackoutMs"])
 s.sendall(b"STATE\n"); state = f.readline().strip()
+collections, gen1, gen2, paused = (after - before for after, before in zip(gc(), gc_before))
 b = sorted(blackouts); q = lambda p: b[min(len(b) - 1, int(len(b) * p))]
 print(f"{len(b)} of {moves} moves; blackout p50 {q(0.5):.3f} ms, p90 {q(0.9):.3f} ms, p99 {q(0.99):.3f} ms, max {b[-1]:.3f} ms")
+print(f"relay GC during the moves: {collections:.0f} collection(s), {gen1:.0f} of them of gen1 or gen2 ({gen2:.0f} of gen2), {paused * 1000:.1f} ms paused" + (f" ({paused * 1000 / collections:.2f} ms each)" if collections else ""))
 expected = f"{moves + 2} STATE {moves} {moves} 0 {moves + 2} "
 print("session intact" if state.startswith(expected) else f"SESSION STATE WRONG: {state!r}, expected {expected!r}...")
 PY

@@ -9,11 +9,6 @@ namespace Relay.Agent;
 
 public sealed partial class AgentHost
 {
-    /// <summary>
-    /// A pre-opened takeover connection: waits (possibly minutes) for one TAKEOVER, applies its tail,
-    /// waits for the backend's output to reach <c>delivered</c>, answers OK with the cut, and from then on
-    /// carries the session's bytes raw on this socket (DESIGN.md "Splice", steps 2-3).
-    /// </summary>
     /// <summary>How long a prepared takeover connection spins for the relay's TAKEOVER before it waits.</summary>
     private static readonly TimeSpan PreparedSpin = TimeSpan.FromMilliseconds(2);
 
@@ -41,6 +36,11 @@ public sealed partial class AgentHost
         }
     }
 
+    /// <summary>
+    /// A pre-opened takeover connection: waits (possibly minutes) for one TAKEOVER, applies its tail,
+    /// waits for the backend's output to reach <c>delivered</c>, answers OK with the cut, and from then on
+    /// carries the session's bytes raw on this socket (DESIGN.md "Splice", steps 2-3).
+    /// </summary>
     private async Task RunTakeoverAsync(ControlChannel control, Socket socket, EndPoint? remote)
     {
         // After TakeoverOk the control channel is no longer used, but it stays undisposed until the

@@ -138,6 +138,7 @@ public sealed class RelayRuntime
             Metrics.GcMemory.WithLabels(s_generationNames[i]).Set(generations[i].SizeAfterBytes);
         }
 
+        Metrics.GcPause.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
         var now = TimeProvider.GetTimestamp();
         foreach (var cluster in Snapshot.Clusters.Values)
         {

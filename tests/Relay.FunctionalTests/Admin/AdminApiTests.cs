@@ -117,7 +117,12 @@ public class AdminApiTests
         }
 
         await relay.Log.WaitForAsync("SessionEnded", TimeSpan.FromSeconds(10));
+
+        // At least one collection has paused this process (which hosts the relay) before the scrape.
+        GC.Collect();
+        var pausedBefore = GC.GetTotalPauseDuration().TotalSeconds;
         using var response = await relay.Http.GetAsync("/metrics").WaitAsync(TimeSpan.FromSeconds(10));
+        var pausedAfter = GC.GetTotalPauseDuration().TotalSeconds;
         Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
         var text = await response.Content.ReadAsStringAsync();
         Assert.Contains("relay_sessions_total{route=\"r\"} 1", text);
@@ -141,5 +146,7 @@ public class AdminApiTests
         var startedByTheRuntime = System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime();
         Assert.InRange((started - startedByTheRuntime).Duration(), TimeSpan.Zero, TimeSpan.FromSeconds(1));
         Assert.True(Value("dotnet_total_memory_bytes") > 0);
+        Assert.True(pausedBefore > 0);
+        Assert.InRange(Value("relay_gc_pause_seconds_total"), pausedBefore, pausedAfter);
     }
 }
