@@ -50,7 +50,7 @@ def gc():  # the relay's collections (the gen0 count counts every one) and secon
     request = urllib.request.Request(f"http://127.0.0.1:{base + 20}/metrics", headers={"Authorization": "Bearer " + token})
     lines = urllib.request.urlopen(request).read().decode().splitlines()
     total = lambda name: sum(float(l.split()[-1]) for l in lines if l.startswith(name))
-    return total('dotnet_collection_count_total{generation="0"}'), total('dotnet_collection_count_total{generation="1"}'), total('dotnet_collection_count_total{generation="2"}'), total("relay_gc_pause_seconds_total")
+    return total('dotnet_collection_count_total{generation="0"}'), total('dotnet_collection_count_total{generation="1"}'), total('dotnet_collection_count_total{generation="2"}'), total("relay_gc_pause_seconds_total"), total("relay_gc_allocated_bytes_total")
 gc_before = gc()
 for i in range(moves):
     s.sendall(b"MOVE 1 1\n"); f.readline()
@@ -61,10 +61,10 @@ for i in range(moves):
     answer = api(f"/api/sessions/{sid}/migrate", "POST")
     if answer["moved"]: blackouts.append(answer["blackoutMs"])
 s.sendall(b"STATE\n"); state = f.readline().strip()
-collections, gen1, gen2, paused = (after - before for after, before in zip(gc(), gc_before))
+collections, gen1, gen2, paused, allocated = (after - before for after, before in zip(gc(), gc_before))
 b = sorted(blackouts); q = lambda p: b[min(len(b) - 1, int(len(b) * p))]
 print(f"{len(b)} of {moves} moves; blackout p50 {q(0.5):.3f} ms, p90 {q(0.9):.3f} ms, p99 {q(0.99):.3f} ms, max {b[-1]:.3f} ms")
-print(f"relay GC during the moves: {collections:.0f} collection(s), {gen1:.0f} of them of gen1 or gen2 ({gen2:.0f} of gen2), {paused * 1000:.1f} ms paused" + (f" ({paused * 1000 / collections:.2f} ms each)" if collections else ""))
+print(f"relay GC during the moves: {allocated / moves / 1024:.0f} KiB allocated per move, {collections:.0f} collection(s), {gen1:.0f} of them of gen1 or gen2 ({gen2:.0f} of gen2), {paused * 1000:.1f} ms paused" + (f" ({paused * 1000 / collections:.2f} ms each)" if collections else ""))
 expected = f"{moves + 2} STATE {moves} {moves} 0 {moves + 2} "
 print("session intact" if state.startswith(expected) else f"SESSION STATE WRONG: {state!r}, expected {expected!r}...")
 PY

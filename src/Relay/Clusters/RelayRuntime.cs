@@ -139,6 +139,7 @@ public sealed class RelayRuntime
         }
 
         Metrics.GcPause.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
+        Metrics.GcAllocated.IncTo(GC.GetTotalAllocatedBytes(precise: true));
         var now = TimeProvider.GetTimestamp();
         foreach (var cluster in Snapshot.Clusters.Values)
         {

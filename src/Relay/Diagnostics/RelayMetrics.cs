@@ -34,6 +34,7 @@ public sealed class RelayMetrics
         HealthTransitions = factory.CreateCounter("relay_endpoint_health_transitions_total", "Endpoint health changes.", "cluster", "endpoint", "to");
         ConfigReloads = factory.CreateCounter("relay_config_reloads_total", "Configuration reloads, by result.", "result");
         GcMemory = factory.CreateGauge("relay_gc_memory_bytes", "Managed heap after the last GC: heap, fragmented, committed, and per generation (gen0-2, loh, poh).", "kind");
+        GcAllocated = factory.CreateCounter("relay_gc_allocated_bytes_total", "Bytes of managed memory allocated since start; its rate is what makes collections come.");
         GcPause = factory.CreateCounter("relay_gc_pause_seconds_total", "Time the garbage collector has paused the process (every thread stops, so every session stalls), since start.");
         AdminUnauthorized = factory.CreateCounter("relay_admin_unauthorized_total", "Admin requests refused for a missing or wrong token.");
 
@@ -86,6 +87,8 @@ public sealed class RelayMetrics
     public Gauge GcMemory { get; }
 
     public Counter GcPause { get; }
+
+    public Counter GcAllocated { get; }
 
     public Counter HttpRequests { get; }
 

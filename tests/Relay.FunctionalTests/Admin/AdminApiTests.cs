@@ -121,8 +121,10 @@ public class AdminApiTests
         // At least one collection has paused this process (which hosts the relay) before the scrape.
         GC.Collect();
         var pausedBefore = GC.GetTotalPauseDuration().TotalSeconds;
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         using var response = await relay.Http.GetAsync("/metrics").WaitAsync(TimeSpan.FromSeconds(10));
         var pausedAfter = GC.GetTotalPauseDuration().TotalSeconds;
+        var allocatedAfter = GC.GetTotalAllocatedBytes(precise: true);
         Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
         var text = await response.Content.ReadAsStringAsync();
         Assert.Contains("relay_sessions_total{route=\"r\"} 1", text);
@@ -148,5 +150,6 @@ public class AdminApiTests
         Assert.True(Value("dotnet_total_memory_bytes") > 0);
         Assert.True(pausedBefore > 0);
         Assert.InRange(Value("relay_gc_pause_seconds_total"), pausedBefore, pausedAfter);
+        Assert.InRange(Value("relay_gc_allocated_bytes_total"), allocatedBefore, allocatedAfter);
     }
 }
