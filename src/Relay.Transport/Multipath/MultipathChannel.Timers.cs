@@ -10,6 +10,7 @@ public sealed partial class MultipathChannel
 
     private readonly AsyncSignal _tickSignal = new();
     private volatile bool _timerIdle;
+    private bool _idleSleepOver;
 
     /// <summary>Ticks the timer loop ran (for tests: an idle channel ticks at the probe interval).</summary>
     internal long TimerWakeups { get; private set; }
@@ -21,6 +22,12 @@ public sealed partial class MultipathChannel
     {
         var token = _shutdown.Token;
         using var timer = new PeriodicTimer(_options.TickInterval, _time);
+
+        // An idle sleep ends on _tickSignal, set by new work, by this one-shot timer, or by shutdown:
+        // one timer and one registration for the channel's life, instead of a linked token source,
+        // a delay and a WhenAny for each of its twenty sleeps a second.
+        using var sleepTimer = _time.CreateTimer(static state => ((MultipathChannel)state!).OnIdleSleepOver(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        using var wakeOnShutdown = token.UnsafeRegister(static state => ((AsyncSignal)state!).Set(), _tickSignal);
         var quietTicks = 0;
         try
         {
@@ -42,7 +49,18 @@ public sealed partial class MultipathChannel
                     // The periodic timer itself is stopped meanwhile: it would still fire (and wake the
                     // runtime's timer thread) every TickInterval with nobody waiting for its ticks.
                     timer.Period = Timeout.InfiniteTimeSpan;
-                    var woken = await SleepWhileIdleAsync(token).ConfigureAwait(false);
+                    var woken = true;
+                    if (IdleSleepMs(out var wake) is { } sleepMs)
+                    {
+                        Volatile.Write(ref _idleSleepOver, false);
+                        sleepTimer.Change(TimeSpan.FromMilliseconds(sleepMs), Timeout.InfiniteTimeSpan);
+                        await wake.ConfigureAwait(false);
+                        sleepTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                        token.ThrowIfCancellationRequested();
+                        woken = !Volatile.Read(ref _idleSleepOver);
+                    }
+
+                    _timerIdle = false;
                     timer.Period = _options.TickInterval;
                     quietTicks = woken ? 0 : IdleAfterQuietTicks - 1;
                 }
@@ -59,13 +77,15 @@ public sealed partial class MultipathChannel
     }
 
     /// <summary>
-    /// Sleeps until the next probe is due or until <see cref="WakeTimerLocked"/> reports work (true).
-    /// The flag is raised before the work is re-checked under each lock, and work is published under
-    /// the same locks before the flag is read, so a wake-up is never missed.
+    /// Before an idle sleep: raises the idle flag, then returns how long to sleep (until the next
+    /// probe is due), or null when work turned up meanwhile. <paramref name="wake"/> completes at the
+    /// next <see cref="WakeTimerLocked"/>. The flag is raised before the work is re-checked under each
+    /// lock, and work is published under the same locks before the flag is read, so a wake-up is
+    /// never missed.
     /// </summary>
-    private async Task<bool> SleepWhileIdleAsync(CancellationToken token)
+    private double? IdleSleepMs(out Task wake)
     {
-        var wake = _tickSignal.WaitAsync();
+        wake = _tickSignal.WaitAsync();
         _timerIdle = true;
         Interlocked.MemoryBarrier();
         bool busy;
@@ -87,21 +107,22 @@ public sealed partial class MultipathChannel
             }
         }
 
-        if (!busy)
+        if (busy)
         {
-            var sleepMs = Math.Clamp(
-                ElapsedMs(NowTicks, nextProbeTicks + MsToTicks(_options.ProbeInterval.TotalMilliseconds)),
-                _options.TickInterval.TotalMilliseconds,
-                _options.ProbeInterval.TotalMilliseconds);
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
-            var delay = Task.Delay(TimeSpan.FromMilliseconds(sleepMs), _time, stop.Token);
-            busy = await Task.WhenAny(wake, delay).ConfigureAwait(false) == wake;
-            stop.Cancel();
-            token.ThrowIfCancellationRequested();
+            return null;
         }
 
-        _timerIdle = false;
-        return busy;
+        return Math.Clamp(
+            ElapsedMs(NowTicks, nextProbeTicks + MsToTicks(_options.ProbeInterval.TotalMilliseconds)),
+            _options.TickInterval.TotalMilliseconds,
+            _options.ProbeInterval.TotalMilliseconds);
+    }
+
+    /// <summary>The idle sleep's timer fired: the wake-up is for a probe, not for work.</summary>
+    private void OnIdleSleepOver()
+    {
+        Volatile.Write(ref _idleSleepOver, true);
+        _tickSignal.Set();
     }
 
     /// <summary>Called under either lock after it published work the timer must look after.</summary>
