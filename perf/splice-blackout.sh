@@ -40,15 +40,14 @@ sleep 4
 python3 - "$base" "$(cat "$work/token")" "$moves" <<'PY'
 import json, socket, sys, time, urllib.request
 base, token, moves = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-def api(path, method="GET"):
-    request = urllib.request.Request(f"http://127.0.0.1:{base + 20}{path}", method=method, headers={"Authorization": "Bearer " + token})
-    return json.load(urllib.request.urlopen(request))
+def admin(path, method="GET"):
+    return urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{base + 20}{path}", method=method, headers={"Authorization": "Bearer " + token}))
+def api(path, method="GET"): return json.load(admin(path, method))
 s = socket.create_connection(("127.0.0.1", base)); f = s.makefile()
 s.sendall(b"HELLO\n"); f.readline(); time.sleep(1)
 sid = api("/api/sessions")[0]["id"]; blackouts = []
 def gc():  # the relay's collections (the gen0 count counts every one) and seconds paused so far, from /metrics
-    request = urllib.request.Request(f"http://127.0.0.1:{base + 20}/metrics", headers={"Authorization": "Bearer " + token})
-    lines = urllib.request.urlopen(request).read().decode().splitlines()
+    lines = admin("/metrics").read().decode().splitlines()
     total = lambda name: sum(float(l.split()[-1]) for l in lines if l.startswith(name))
     return total('dotnet_collection_count_total{generation="0"}'), total('dotnet_collection_count_total{generation="1"}'), total('dotnet_collection_count_total{generation="2"}'), total("relay_gc_pause_seconds_total"), total("relay_gc_allocated_bytes_total")
 gc_before = gc()
