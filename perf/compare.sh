@@ -137,10 +137,8 @@ stop() {
     pids=("${keep[@]}")
 }
 
-# on_cpu CPU: the taskset prefix for a CPU, or nothing when unpinned.
-on_cpu() { if [[ $pin -eq 1 ]]; then echo "taskset -c $1"; fi; }
-load_cpu=0
-proxy_cpu=1
+# on_cpu, load_cpu, proxy_cpu, check_pinning
+source "$here/pin.sh"
 
 listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
@@ -188,10 +186,7 @@ fi
 for tool in taskset ss awk; do command -v "$tool" >/dev/null || die "missing $tool"; done
 
 cpus=$(nproc)
-if [[ $pin -eq 1 && $cpus -lt 2 ]]; then
-    log "only $cpus CPU: running unpinned"
-    pin=0
-fi
+check_pinning compare.sh
 # Pinned: HAProxy gets one thread on the proxy CPU, as Relay gets one CPU. Unpinned: both may use every CPU.
 ha_threads=1
 [[ $pin -eq 1 ]] || ha_threads=$cpus

@@ -8,10 +8,12 @@
 # client-visible stall (the longest answer time around each kill), and checks the session's state.
 # The restarted backend (a fresh process; a JIT-compiled one also compiles its code) is given --settle seconds
 # (default 2) before the next kill, so that its start-up does not compete for the CPU with the next
-# failover. Usage: perf/failover-stall.sh [--kills N] [--settle S] [--no-build] [--port-base P] [--keep-logs]
+# failover. The relay runs on CPU 1 and everything else (the backends the client restarts too) on
+# CPU 0 (perf/pin.sh) unless --unpinned.
+# Usage: perf/failover-stall.sh [--kills N] [--settle S] [--no-build] [--port-base P] [--keep-logs] [--unpinned]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; repo="$(cd "$here/.." && pwd)"
-kills=50; build=1; base=23150; keep=0; settle=2
+kills=50; build=1; base=23150; keep=0; settle=2; pin=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --kills) kills="$2"; shift ;;
@@ -19,18 +21,20 @@ while [[ $# -gt 0 ]]; do
         --port-base) base="$2"; shift ;;
         --keep-logs) keep=1 ;;
         --settle) settle="$2"; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --unpinned) pin=0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "failover-stall.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
 done
 relay="$repo/artifacts/relay/relay"
+source "$here/pin.sh"; check_pinning failover-stall.sh
 [[ $build -eq 0 ]] || "$repo/run-relay.sh" publish
 work=$(mktemp -d); pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f "$work/backends" ]] && while read -r p; do kill "$p" 2>/dev/null || true; done <"$work/backends"; if [[ $keep -eq 1 ]]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi' EXIT
 head -c 48 /dev/urandom | base64 >"$work/psk"; head -c 24 /dev/urandom | base64 >"$work/token"; chmod 600 "$work/psk" "$work/token"
-"$relay" agent --id a --control "127.0.0.1:$((base + 11))" --backend "127.0.0.1:$((base + 1))" --path 127.0.0.1 --psk-file "$work/psk" --log-level ${AGENT_LOG_LEVEL:-information} >"$work/agent-a.log" 2>&1 & pids+=($!)
-"$relay" agent --id b --control "127.0.0.1:$((base + 12))" --backend "127.0.0.1:$((base + 2))" --path 127.0.0.1 --psk-file "$work/psk" --log-level ${AGENT_LOG_LEVEL:-information} >"$work/agent-b.log" 2>&1 & pids+=($!)
+$(on_cpu $load_cpu) "$relay" agent --id a --control "127.0.0.1:$((base + 11))" --backend "127.0.0.1:$((base + 1))" --path 127.0.0.1 --psk-file "$work/psk" --log-level ${AGENT_LOG_LEVEL:-information} >"$work/agent-a.log" 2>&1 & pids+=($!)
+$(on_cpu $load_cpu) "$relay" agent --id b --control "127.0.0.1:$((base + 12))" --backend "127.0.0.1:$((base + 2))" --path 127.0.0.1 --psk-file "$work/psk" --log-level ${AGENT_LOG_LEVEL:-information} >"$work/agent-b.log" 2>&1 & pids+=($!)
 cat >"$work/relay.json" <<JSON
 { "admin": { "listen": "127.0.0.1:$((base + 20))", "tokenFile": "$work/token" }, "echo": { "pskFile": "$work/psk" },
   "routes": { "g": { "listen": "127.0.0.1:$base", "cluster": "g", "echo": { "codec": "lines", "stateScope": "connection" } } },
@@ -39,9 +43,9 @@ cat >"$work/relay.json" <<JSON
     "b": { "address": "127.0.0.1:$((base + 2))", "agent": "127.0.0.1:$((base + 12))" } } } } }
 JSON
 "$relay" --check-config "$work/relay.json" >/dev/null || { "$relay" --check-config "$work/relay.json"; exit 2; }
-"$relay" --config "$work/relay.json" --log-level ${RELAY_LOG_LEVEL:-information} >"$work/relay.log" 2>&1 & pids+=($!)
+$(on_cpu $proxy_cpu) "$relay" --config "$work/relay.json" --log-level ${RELAY_LOG_LEVEL:-information} >"$work/relay.log" 2>&1 & pids+=($!)
 : >"$work/backends"
-python3 - "$base" "$(cat "$work/token")" "$kills" "$relay" "$work" "$settle" <<'PY'
+$(on_cpu $load_cpu) python3 - "$base" "$(cat "$work/token")" "$kills" "$relay" "$work" "$settle" <<'PY'
 import json, os, signal, socket, subprocess, sys, threading, time, urllib.request
 base, token, kills, relay, work, settle = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6])
 backends = {}
@@ -116,4 +120,4 @@ if blackouts:
 expected = f"{moves + 2} STATE {moves} {moves} 0 {moves + 2} "
 print("session intact" if state.startswith(expected) and not failure else f"SESSION STATE WRONG: {state!r}, expected {expected!r}... {failure}")
 PY
-echo "$(date -u +%FT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$repo" rev-parse --short HEAD)"
+echo "$(date -u +%FT%H:%MZ), $(nproc) cores, $([[ $pin -eq 1 ]] && echo "relay on CPU $proxy_cpu, the rest on CPU $load_cpu" || echo unpinned), load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$repo" rev-parse --short HEAD)"

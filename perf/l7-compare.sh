@@ -91,9 +91,9 @@ if [[ ${#need[@]} -gt 0 ]]; then
     fi
 fi
 for tool in taskset ss awk curl dotnet; do command -v "$tool" >/dev/null || die "missing $tool"; done
-on_cpu() { if [[ $pin -eq 1 ]]; then echo "taskset -c $1"; fi; }
-client_cpu=0
-proxy_cpu=1
+source "$here/pin.sh"   # on_cpu, load_cpu, proxy_cpu, check_pinning
+check_pinning l7-compare.sh
+client_cpu=$load_cpu
 
 relay_bin="${relay_bin_override:-$repo/artifacts/relay/relay}"
 backend_out="$repo/perf/bin/l7-backend"
