@@ -62,6 +62,104 @@ public sealed class UpstreamConnector : IDisposable
         return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
     }
 
+    /// <summary>How long <see cref="AcceptsConnectionsAsync"/> waits for a connect to an endpoint.</summary>
+    internal static readonly TimeSpan ProbeConnectTimeout = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>The first of a probe's two connect attempts (see <see cref="AcceptsConnectionsAsync"/>).</summary>
+    internal static readonly TimeSpan ProbeFirstAttempt = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// How long <see cref="AcceptsConnectionsAsync"/> waits on a quiet probe connection before it calls
+    /// the endpoint alive. A killed process's listener can outlive its connections' FINs: a connect
+    /// lands in the dying listener's backlog and is reset only when the listener goes. That took 5-10
+    /// ms on a loaded 2-core machine, and more than 50 ms (the wait before session 18) about once in
+    /// a hundred kills in perf/failover-stall.sh (docs/benchmarks.md, issue 5, session 18).
+    /// </summary>
+    internal static readonly TimeSpan ProbeHold = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// Whether <paramref name="address"/> is served by a live process: tells a server's own close from
+    /// its death. The probe connects (within <see cref="ProbeConnectTimeout"/>) and at once sends FIN
+    /// without data, which a server's protocol never sees as a request. Then, within
+    /// <paramref name="hold"/> (default <see cref="ProbeHold"/>):
+    /// <list type="bullet">
+    /// <item>bytes (a greeting), a FIN in answer (a process accepted the connection and closed it), or
+    /// nothing at all: alive;</item>
+    /// <item>a refused or unanswered connect (two attempts, see <see cref="ProbeConnectAsync"/>), or a reset: dead. A dead listener's queued connections
+    /// are reset when it goes. The FIN matters for the other case seen here: a connect whose handshake
+    /// the kernel had half done when the listener closed is established on this side only, and stays
+    /// so without a word until this side sends a segment, which the FIN is; the answer is a reset.</item>
+    /// </list>
+    /// Returns what showed the server alive, or null.
+    /// </summary>
+    internal static async Task<string?> AcceptsConnectionsAsync(DnsEndPoint address, TimeProvider time, TimeSpan? hold = null)
+    {
+        var target = TargetOf(address);
+        using var socket = await ProbeConnectAsync(target, time).ConfigureAwait(false);
+        if (socket is null)
+        {
+            return null;
+        }
+
+        var keep = hold ?? ProbeHold;
+        using var held = new CancellationTokenSource(keep, time);
+        var buffer = new byte[64];
+        try
+        {
+            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, held.Token).ConfigureAwait(false);
+            return read > 0
+                ? $"it accepted a new connection and sent {read} byte(s) on it"
+                : "it accepted a new connection and closed it in answer to ours";
+        }
+        catch (OperationCanceledException) when (held.IsCancellationRequested)
+        {
+            return $"it accepted a new connection and kept it open for {keep.TotalMilliseconds:F0} ms";
+        }
+        catch (SocketException)
+        {
+            // Reset: the listener that took the connection, or the half-done handshake, is gone.
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The probe's connect, half-closed at once; null when refused or unanswered. A SYN that meets a
+    /// listener while it closes can go unanswered, where a second SYN a moment later is refused: the
+    /// first attempt gets <see cref="ProbeFirstAttempt"/>, a second one the rest of
+    /// <see cref="ProbeConnectTimeout"/>.
+    /// </summary>
+    private static async Task<Socket?> ProbeConnectAsync(EndPoint target, TimeProvider time)
+    {
+        var left = ProbeConnectTimeout;
+        while (left > TimeSpan.Zero)
+        {
+            var attempt = left == ProbeConnectTimeout ? ProbeFirstAttempt : left;
+            left -= attempt;
+            var socket = NewSocket(target);
+            try
+            {
+                using (var connecting = new CancellationTokenSource(attempt, time))
+                {
+                    await socket.ConnectAsync(target, connecting.Token).ConfigureAwait(false);
+                }
+
+                socket.Shutdown(SocketShutdown.Send);
+                return socket;
+            }
+            catch (OperationCanceledException)
+            {
+                socket.Dispose();
+            }
+            catch (SocketException)
+            {
+                socket.Dispose();
+                return null;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Wraps a socket that is already connected (an agent's takeover connection) as an upstream leg.</summary>
     internal ConnectionContext Adopt(Socket socket)
     {

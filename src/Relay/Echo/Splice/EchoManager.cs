@@ -241,6 +241,8 @@ public sealed class EchoManager : IAsyncDisposable
 
     internal IEnumerable<SplicedSession> Sessions => _sessions.Values;
 
+    internal ILogger Logger => _logger;
+
     internal bool TryGetSession(long id, out SplicedSession session) => _sessions.TryGetValue(id, out session!);
 
     public DateTimeOffset? NoticeFor(string endpoint) => _notices.TryGetValue(endpoint, out var at) ? at : null;
@@ -633,43 +635,8 @@ public sealed class EchoManager : IAsyncDisposable
         _ => "health",
     };
 
-    /// <summary>
-    /// Whether the endpoint still accepts a TCP connection (within 300 ms) and keeps it for 50 ms: tells
-    /// a server's own close from its death. A killed process closes its connections first and its
-    /// listening socket a moment later, so a connect can land in the dying listener's backlog; that
-    /// connection is reset when the listener goes, which the 50 ms hold sees.
-    /// </summary>
-    internal async Task<bool> AcceptsConnectionsAsync(EndpointState endpoint)
-    {
-        var result = await _connector.ConnectAsync(endpoint.Config.Address, TimeSpan.FromMilliseconds(300), CancellationToken.None).ConfigureAwait(false);
-        if (result.Connection is not { } connection)
-        {
-            return false;
-        }
-
-        try
-        {
-            using var hold = new CancellationTokenSource(TimeSpan.FromMilliseconds(50), Time);
-            var read = await connection.Transport.Input.ReadAsync(hold.Token).ConfigureAwait(false);
-
-            // Bytes (a greeting) mean a live server; an immediate close without any does not.
-            return !read.Buffer.IsEmpty;
-        }
-        catch (OperationCanceledException)
-        {
-            // Nothing for 50 ms, and still connected: a live server waiting for its client.
-            return true;
-        }
-        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
-        {
-            // Reset: the listener that took the connection is gone.
-            return false;
-        }
-        finally
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
-    }
+    /// <summary>What shows the endpoint still accepts connections (a primary's FIN is then its own close, not its death), or null.</summary>
+    internal Task<string?> AcceptsConnectionsAsync(EndpointState endpoint) => UpstreamConnector.AcceptsConnectionsAsync(endpoint.Config.Address, Time);
 
     // ---- triggers ----
 

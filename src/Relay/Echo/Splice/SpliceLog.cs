@@ -50,6 +50,9 @@ internal static partial class SpliceLog
     [LoggerMessage(1327, LogLevel.Debug, "Session {SessionId}: endpoint {Endpoint} did not prepare the takeover ({Reason}); the splice goes on without it", EventName = "PrepareDeclined")]
     public static partial void PrepareDeclined(ILogger logger, long sessionId, string endpoint, string reason);
 
+    [LoggerMessage(1329, LogLevel.Information, "Session {SessionId}: primary {Endpoint} closed the connection, and that is the session's end, not a failure: {Reason}", EventName = "PrimaryClosedItsSession")]
+    public static partial void PrimaryClosedItsSession(ILogger logger, long sessionId, string endpoint, string reason);
+
     [LoggerMessage(1328, LogLevel.Debug, "Compiled {Methods} method(s) of the splice path ahead of the first splice in {Milliseconds:F0} ms", EventName = "SplicePathCompiled")]
     public static partial void SplicePathCompiled(ILogger logger, int methods, double milliseconds);
 }

@@ -156,12 +156,13 @@ internal sealed class SplicedSession
 
     /// <summary>Starts a splice unless one runs already or the upstream it is about has been replaced.</summary>
     /// <remarks>
-    /// The blackout is timed from here, where the pumps are asked to pause. A planned splice then runs
+    /// The blackout is timed from here, where the pumps are asked to pause, or for a failover from
+    /// <paramref name="failureSeenAt"/>, when a pump saw the primary close. A planned splice then runs
     /// on the caller's thread up to its first wait: that thread has just read the agent's
     /// TakeoverPrepared and is awake, where a hop to the thread pool would wake another one inside the
     /// blackout. A failover starts on the thread pool, since its caller is a pump that must park first.
     /// </remarks>
-    private bool BeginSplice(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, bool primaryFailed, int generation, out Task<SpliceOutcome> task, out bool started)
+    private bool BeginSplice(SpliceTrigger trigger, EndpointState? target, PreparedTakeover? prepared, bool primaryFailed, int generation, out Task<SpliceOutcome> task, out bool started, long? failureSeenAt = null)
     {
         started = false;
         Task<Task<SpliceOutcome>> core;
@@ -193,7 +194,7 @@ internal sealed class SplicedSession
             }
 
             _pauseRequested = true;
-            var pausedAt = _manager.Time.GetTimestamp();
+            var pausedAt = failureSeenAt ?? _manager.Time.GetTimestamp();
             core = new Task<Task<SpliceOutcome>>(() => SpliceCoreAsync(trigger, target, prepared, pausedAt));
             _splicing = core.Unwrap();
             started = true;
@@ -315,8 +316,12 @@ internal sealed class SplicedSession
         return resume;
     }
 
-    /// <summary>The primary failed under a pump: start a failover and park, or end when the route does not fail over.</summary>
-    private async ValueTask<bool> FailAsync(int generation, RelayError failure, bool inbound, string? detail)
+    /// <summary>
+    /// The primary failed under a pump: start a failover and park, or end when the route does not fail
+    /// over. A pump that checked something before calling this (the natural-end probe after a FIN)
+    /// passes when it saw the failure as <c>seenAt</c>: the failover's blackout starts there.
+    /// </summary>
+    private async ValueTask<bool> FailAsync(int generation, RelayError failure, bool inbound, string? detail, long? seenAt = null)
     {
         if (!Echo.Policy.Failover)
         {
@@ -332,7 +337,7 @@ internal sealed class SplicedSession
             }
         }
 
-        if (!BeginSplice(SpliceTrigger.PrimaryFailure, null, prepared: null, primaryFailed: true, generation, out _, out _))
+        if (!BeginSplice(SpliceTrigger.PrimaryFailure, null, prepared: null, primaryFailed: true, generation, out _, out _, seenAt))
         {
             // Stale: that upstream was already replaced; carry on with the new one.
             lock (_stateLock)
@@ -546,7 +551,8 @@ internal sealed class SplicedSession
 
                 if (result.IsCompleted)
                 {
-                    if (!await IsNaturalEndAsync().ConfigureAwait(false) && await FailAsync(generation, RelayError.UpstreamClosed, inbound: false, "the primary closed the connection").ConfigureAwait(false))
+                    var closedAt = time.GetTimestamp();
+                    if (!await IsNaturalEndAsync().ConfigureAwait(false) && await FailAsync(generation, RelayError.UpstreamClosed, inbound: false, "the primary closed the connection", closedAt).ConfigureAwait(false))
                     {
                         continue;
                     }
@@ -601,10 +607,18 @@ internal sealed class SplicedSession
         {
             if (shadow.BackendClosed && shadow.AgentApplied >= length)
             {
+                SpliceLog.PrimaryClosedItsSession(_manager.Logger, Session.Id, Endpoint.Id, $"the shadow on {shadow.Endpoint.Id} closed too after the same {length} input bytes");
                 return true;
             }
         }
 
-        return await _manager.AcceptsConnectionsAsync(Endpoint).ConfigureAwait(false);
+        var endpoint = Endpoint;
+        if (await _manager.AcceptsConnectionsAsync(endpoint).ConfigureAwait(false) is { } alive)
+        {
+            SpliceLog.PrimaryClosedItsSession(_manager.Logger, Session.Id, endpoint.Id, $"{endpoint.Config.Address.Host}:{endpoint.Config.Address.Port} is alive: {alive}");
+            return true;
+        }
+
+        return false;
     }
 }
