@@ -46,7 +46,7 @@ JSON
 $(on_cpu $proxy_cpu) "$relay" --config "$work/relay.json" --log-level ${RELAY_LOG_LEVEL:-information} >"$work/relay.log" 2>&1 & pids+=($!)
 : >"$work/backends"
 $(on_cpu $load_cpu) python3 - "$base" "$(cat "$work/token")" "$kills" "$relay" "$work" "$settle" <<'PY'
-import json, os, signal, socket, subprocess, sys, threading, time, urllib.request
+import json, os, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
 base, token, kills, relay, work, settle = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6])
 backends = {}
 def start(eid):
@@ -93,7 +93,10 @@ for i in range(kills):
     killed_at = time.perf_counter(); backends[primary].send_signal(signal.SIGKILL); backends[primary].wait()
     splice = None
     for _ in range(1000):
-        splices = api(f"/api/sessions/{sid}")["echo"]["splices"]
+        try: echo = api(f"/api/sessions/{sid}")["echo"]
+        except urllib.error.HTTPError as e: echo = None  # 404: the session is gone
+        if echo is None: failure.append("the relay ended the session instead of failing it over (its log event 1329 says why)"); break
+        splices = echo["splices"]
         if splices and splices[-1] != last: splice = splices[-1]; break
         time.sleep(0.005)
     if failure or splice is None or splice["result"] != "spliced":
