@@ -130,15 +130,12 @@ public sealed class UpstreamConnector : IDisposable
     /// </summary>
     private static async Task<Socket?> ProbeConnectAsync(EndPoint target, TimeProvider time)
     {
-        var left = ProbeConnectTimeout;
-        while (left > TimeSpan.Zero)
+        for (var attempt = 0; attempt < 2; attempt++)
         {
-            var attempt = left == ProbeConnectTimeout ? ProbeFirstAttempt : left;
-            left -= attempt;
             var socket = NewSocket(target);
             try
             {
-                using (var connecting = new CancellationTokenSource(attempt, time))
+                using (var connecting = new CancellationTokenSource(attempt == 0 ? ProbeFirstAttempt : ProbeConnectTimeout - ProbeFirstAttempt, time))
                 {
                     await socket.ConnectAsync(target, connecting.Token).ConfigureAwait(false);
                 }

@@ -83,9 +83,7 @@ public sealed class UpstreamConnectionTests
     {
         // A full accept queue drops SYNs, as a closing listener can: both attempts go unanswered.
         var ct = TestContext.Current.CancellationToken;
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(0);
+        using var listener = NewListener(backlog: 0);
         var fillers = new List<Socket>();
         try
         {
@@ -160,11 +158,11 @@ public sealed class UpstreamConnectionTests
         await greeted;
     }
 
-    private static Socket NewListener()
+    private static Socket NewListener(int backlog = 4)
     {
         var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(4);
+        listener.Listen(backlog);
         return listener;
     }
 

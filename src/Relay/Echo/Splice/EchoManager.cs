@@ -635,9 +635,6 @@ public sealed class EchoManager : IAsyncDisposable
         _ => "health",
     };
 
-    /// <summary>What shows the endpoint still accepts connections (a primary's FIN is then its own close, not its death), or null.</summary>
-    internal Task<string?> AcceptsConnectionsAsync(EndpointState endpoint) => UpstreamConnector.AcceptsConnectionsAsync(endpoint.Config.Address, Time);
-
     // ---- triggers ----
 
     /// <summary>Moves one session (to <paramref name="target"/> when given); the answer says where it went or why not.</summary>

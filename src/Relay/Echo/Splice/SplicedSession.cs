@@ -613,7 +613,7 @@ internal sealed class SplicedSession
         }
 
         var endpoint = Endpoint;
-        if (await _manager.AcceptsConnectionsAsync(endpoint).ConfigureAwait(false) is { } alive)
+        if (await UpstreamConnector.AcceptsConnectionsAsync(endpoint.Config.Address, _manager.Time).ConfigureAwait(false) is { } alive)
         {
             SpliceLog.PrimaryClosedItsSession(_manager.Logger, Session.Id, endpoint.Id, $"{endpoint.Config.Address.Host}:{endpoint.Config.Address.Port} is alive: {alive}");
             return true;
