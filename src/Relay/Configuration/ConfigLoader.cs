@@ -85,7 +85,7 @@ public static partial class ConfigLoader
 
             if (root.TryGetProperty("tuning", out var tuning) && ExpectObject(tuning, "tuning"))
             {
-                CheckKeys(tuning, "tuning", "blockBytes", "maxBufferedBytes", "inlineScheduling");
+                CheckKeys(tuning, "tuning", "blockBytes", "maxBufferedBytes", "inlineScheduling", "epoll", "epollReactors");
                 config = config with
                 {
                     Tuning = new TransportTuning
@@ -93,6 +93,8 @@ public static partial class ConfigLoader
                         BlockBytes = Int(tuning, "tuning", "blockBytes", RelayDefaults.BlockBytes, 4096, 1024 * 1024),
                         MaxBufferedBytes = Int(tuning, "tuning", "maxBufferedBytes", RelayDefaults.MaxBufferedBytes, 4096, 64 * 1024 * 1024),
                         InlineScheduling = Bool(tuning, "tuning", "inlineScheduling", true),
+                        Epoll = Bool(tuning, "tuning", "epoll", true),
+                        EpollReactors = Int(tuning, "tuning", "epollReactors", 0, 0, 64),
                     },
                 };
             }

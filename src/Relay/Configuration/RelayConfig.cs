@@ -50,6 +50,15 @@ public sealed record TransportTuning
 
     /// <summary>Run pipe continuations inline on the socket thread. Defaults to true.</summary>
     public bool InlineScheduling { get; init; } = true;
+
+    /// <summary>
+    /// Serve L4 routes with the relay's own epoll reactors instead of the runtime's socket engine
+    /// (Linux on x86-64; elsewhere the setting is ignored). Defaults to true.
+    /// </summary>
+    public bool Epoll { get; init; } = true;
+
+    /// <summary>How many epoll reactor threads serve L4 routes; 0 (the default) means one per core.</summary>
+    public int EpollReactors { get; init; }
 }
 
 public enum LoadBalancingPolicy

@@ -67,4 +67,7 @@ internal static partial class RelayLog
 
     [LoggerMessage(1060, LogLevel.Warning, "Pooled 64 KiB I/O blocks unavailable on this runtime ({Reason}); using Kestrel's default pool", EventName = "MemoryPoolFallback")]
     public static partial void MemoryPoolFallback(ILogger logger, string reason);
+
+    [LoggerMessage(1061, LogLevel.Information, "L4 routes use {Transport}", EventName = "L4Transport")]
+    public static partial void L4Transport(ILogger logger, string transport);
 }

@@ -77,6 +77,8 @@ public sealed class RelayApp : IAsyncDisposable
 
     internal BlockMemoryPoolFactory? PoolFactory { get; }
 
+    internal L4ListenerManager L4Listeners => _listeners;
+
     /// <summary>The admin API's base address once started, or null when it is disabled.</summary>
     public Uri? AdminAddress { get; private set; }
 

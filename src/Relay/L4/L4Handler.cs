@@ -8,6 +8,7 @@ using Relay.Clusters;
 using Relay.Configuration;
 using Relay.Diagnostics;
 using Relay.Echo.Splice;
+using Relay.Transport.Sockets;
 
 namespace Relay.L4;
 
@@ -60,7 +61,7 @@ public sealed class L4Handler
             var session = new L4Session(_runtime.NextSessionId(), routeName, client, _runtime.TimeProvider);
             // Not client.ConnectionClosed: it fires on the client's FIN too, and a client that sends
             // its request and half-closes at once must still get its answer. The connect timeout bounds it.
-            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, CancellationToken.None).ConfigureAwait(false);
+            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, (client as EpollConnection)?.Reactor, CancellationToken.None).ConfigureAwait(false);
             if (upstream is null || endpoint is null)
             {
                 Reject(client, routeName, failure);
@@ -104,8 +105,11 @@ public sealed class L4Handler
                         // Non-blocking from here on: the pumps try each send and receive at once and
                         // wait on the socket only when it is full or empty.
                         direct.Socket.Blocking = false;
-                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct.Socket);
-                        var outbound = PumpFromSocketAsync(session, direct, client.Transport.Output);
+                        // A client on the epoll transport has its upstream on the same reactor (see
+                        // ConnectAsync), so a session's two directions run on one thread.
+                        var readiness = direct.Readiness;
+                        var inbound = PumpToSocketAsync(session, client.Transport.Input, direct.Socket, readiness);
+                        var outbound = PumpFromSocketAsync(session, direct, client.Transport.Output, readiness);
                         await inbound.ConfigureAwait(false);
                         await outbound.ConfigureAwait(false);
                     }
@@ -134,7 +138,7 @@ public sealed class L4Handler
     }
 
     private async ValueTask<(ConnectionContext? Upstream, EndpointState? Endpoint, RelayError Failure)> ConnectAsync(
-        L4Session session, RouteConfig route, ClusterState cluster, CancellationToken cancellationToken)
+        L4Session session, RouteConfig route, ClusterState cluster, EpollReactor? reactor, CancellationToken cancellationToken)
     {
         var attempts = Math.Min(cluster.Config.ConnectAttempts, Math.Max(1, cluster.Endpoints.Length));
         var tried = new EndpointState?[attempts];
@@ -148,7 +152,7 @@ public sealed class L4Handler
             }
 
             tried[attempt] = endpoint;
-            var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            var result = await _connector.ConnectAsync(endpoint.Config.Address, cluster.Config.ConnectTimeout, cancellationToken, reactor).ConfigureAwait(false);
             if (result.Connection is not null)
             {
                 return (result.Connection, endpoint, RelayError.None);
@@ -203,7 +207,7 @@ public sealed class L4Handler
     /// rest only when the buffer is full, so only a session that meets backpressure keeps the
     /// socket's cached send operation. A socket error is thrown as <see cref="SocketException"/>.
     /// </summary>
-    private static ValueTask SendNowAsync(Socket socket, in ReadOnlySequence<byte> data)
+    private static ValueTask SendNowAsync(Socket socket, in ReadOnlySequence<byte> data, SocketReadiness? readiness)
     {
         long done = 0;
         foreach (var segment in data)
@@ -214,7 +218,7 @@ public sealed class L4Handler
                 var sent = socket.Send(rest.Span, SocketFlags.None, out var error);
                 if (error == SocketError.WouldBlock)
                 {
-                    return SendRestAsync(socket, data.Slice(done));
+                    return readiness is null ? SendRestAsync(socket, data.Slice(done)) : SendWhenWritableAsync(socket, data.Slice(done), readiness);
                 }
 
                 if (error != SocketError.Success)
@@ -236,6 +240,14 @@ public sealed class L4Handler
                 await SendAllAsync(socket, segment).ConfigureAwait(false);
             }
         }
+
+        static async ValueTask SendWhenWritableAsync(Socket socket, ReadOnlySequence<byte> rest, SocketReadiness readiness)
+        {
+            foreach (var segment in rest)
+            {
+                await readiness.SendAllAsync(socket, segment).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
@@ -248,7 +260,7 @@ public sealed class L4Handler
     /// The socket is in non-blocking mode (see <see cref="SendNowAsync"/>). Only what is needed after
     /// an await lives in the state machine: one of these stays on the heap for every idle session.
     /// </remarks>
-    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, Socket socket)
+    private async Task PumpToSocketAsync(L4Session session, PipeReader reader, Socket socket, SocketReadiness? readiness)
     {
         var reason = RelayError.None;
         Exception? error = null;
@@ -274,7 +286,7 @@ public sealed class L4Handler
                     session.AddIn(buffer.Length, _runtime.TimeProvider.GetTimestamp());
                     try
                     {
-                        var sending = SendNowAsync(socket, buffer);
+                        var sending = SendNowAsync(socket, buffer, readiness);
                         if (!sending.IsCompletedSuccessfully)
                         {
                             await sending.ConfigureAwait(false);
@@ -323,7 +335,7 @@ public sealed class L4Handler
     /// (no second operation). After a receive that filled its buffer it reads again at once, as more
     /// is likely queued, and waits only when the socket has nothing.
     /// </summary>
-    private async Task PumpFromSocketAsync(L4Session session, UpstreamConnection upstream, PipeWriter writer)
+    private async Task PumpFromSocketAsync(L4Session session, UpstreamConnection upstream, PipeWriter writer, SocketReadiness? readiness)
     {
         var reason = RelayError.None;
         Exception? error = null;
@@ -338,7 +350,15 @@ public sealed class L4Handler
                 {
                     if (!lastFilled)
                     {
-                        await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                        if (readiness is null)
+                        {
+                            await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            await readiness.Readable.WaitAsync().ConfigureAwait(false);
+                            ObjectDisposedException.ThrowIf(readiness.Readable.IsClosed, socket);
+                        }
                     }
 
                     var memory = writer.GetMemory(1);
@@ -354,7 +374,9 @@ public sealed class L4Handler
                         throw new SocketException((int)socketError);
                     }
 
-                    lastFilled = read == memory.Length;
+                    // With a reactor, a short read means the socket is empty unless its end was
+                    // seen: then read on to the 0 (or the error), which no new edge would announce.
+                    lastFilled = read == memory.Length || readiness is { Readable.HangUp: true };
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
 using Relay.Configuration;
 using Relay.Diagnostics;
+using Relay.Transport.Sockets;
 
 namespace Relay.L4;
 
@@ -21,7 +22,8 @@ public sealed class L4ListenerManager : IAsyncDisposable
     private readonly IServiceProvider _services;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
-    private readonly SocketTransportFactory _transport;
+    private readonly IConnectionListenerFactory _transport;
+    private readonly EpollReactorGroup? _reactors;
     private readonly Dictionary<string, RouteListener> _listeners = new(StringComparer.Ordinal);
     private readonly List<Task> _retiring = [];
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -41,8 +43,22 @@ public sealed class L4ListenerManager : IAsyncDisposable
             NoDelay = true,
         };
         poolFactory?.TryAttach(options, out _);
-        _transport = new SocketTransportFactory(Options.Create(options), _loggerFactory);
+        if (tuning.Epoll && EpollReactor.IsSupported)
+        {
+            _reactors = new EpollReactorGroup(tuning.EpollReactors > 0 ? tuning.EpollReactors : Environment.ProcessorCount);
+            var pool = (poolFactory ?? new BlockMemoryPoolFactory(tuning.BlockBytes, RelayDefaults.MaxCachedBlocks)).Create();
+            _transport = new EpollTransportFactory(_reactors, pool, tuning.MaxBufferedBytes, tuning.InlineScheduling);
+            RelayLog.L4Transport(_logger, $"the relay's epoll reactors ({_reactors.Count} thread(s))");
+        }
+        else
+        {
+            _transport = new SocketTransportFactory(Options.Create(options), _loggerFactory);
+            RelayLog.L4Transport(_logger, tuning.Epoll ? "Kestrel's socket transport (epoll reactors need Linux on x86-64)" : "Kestrel's socket transport (tuning.epoll is false)");
+        }
     }
+
+    /// <summary>The epoll reactors the L4 listeners use, or null with Kestrel's socket transport.</summary>
+    internal EpollReactorGroup? Reactors => _reactors;
 
     /// <summary>The address each route is bound to (the real port when the config said 0).</summary>
     public IReadOnlyDictionary<string, IPEndPoint> BoundAddresses
@@ -145,6 +161,7 @@ public sealed class L4ListenerManager : IAsyncDisposable
     {
         await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         _lock.Dispose();
+        _reactors?.Dispose();
     }
 
     private static bool SameListen(IPEndPoint wanted, IPEndPoint configured, IPEndPoint bound) =>

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
+using Relay.Transport.Sockets;
 
 namespace Relay.L4;
 
@@ -44,12 +45,15 @@ internal sealed class UpstreamConnection : ConnectionContext
     private int _disposed;
     private EndPoint? _localEndPoint;
     private string? _connectionId;
+    private readonly SocketReadiness? _readiness;
 
     /// <param name="socket">The connected socket.</param>
     /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>
-    public UpstreamConnection(Socket socket, PipeOptions pipeOptions)
+    /// <param name="readiness">The socket's registration with an epoll reactor, if it has one; ended before the socket closes.</param>
+    public UpstreamConnection(Socket socket, PipeOptions pipeOptions, SocketReadiness? readiness = null)
     {
         _socket = socket;
+        _readiness = readiness;
         _pipeOptions = pipeOptions;
         RemoteEndPoint = EndPointOf(socket, remote: true);
         _handle = socket.Handle;
@@ -84,6 +88,12 @@ internal sealed class UpstreamConnection : ConnectionContext
 
     /// <summary>The connected socket, for a caller that pumps it directly instead of through <see cref="Transport"/>.</summary>
     public Socket Socket => _socket;
+
+    /// <summary>
+    /// The socket's registration with an epoll reactor, for a direct pump that waits on it instead of
+    /// the runtime's socket engine; null when the socket was connected without one.
+    /// </summary>
+    public SocketReadiness? Readiness => _readiness;
 
     /// <summary>Whether <see cref="Transport"/> has been asked for (its pipes and loops run).</summary>
     public bool PipesStarted => Volatile.Read(ref _transport) is not null;
@@ -147,6 +157,7 @@ internal sealed class UpstreamConnection : ConnectionContext
         _abortReason ??= abortReason;
 
         // Disposing the socket ends both loops (or a direct pump); their pipes complete with the abort reason.
+        _readiness?.Dispose();
         _socket.Dispose();
         Volatile.Read(ref _output)?.Reader.CancelPendingRead();
     }
@@ -167,6 +178,7 @@ internal sealed class UpstreamConnection : ConnectionContext
             (receiving, sending) = (_receiving, _sending);
         }
 
+        _readiness?.Dispose();
         _socket.Dispose();
         if (receiving is not null)
         {

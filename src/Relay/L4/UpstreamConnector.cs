@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Relay.Configuration;
+using Relay.Transport.Sockets;
 
 namespace Relay.L4;
 
@@ -31,11 +32,22 @@ public sealed class UpstreamConnector : IDisposable
         ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
         : new Socket(SocketType.Stream, ProtocolType.Tcp);
 
-    public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects to <paramref name="address"/> within <paramref name="timeout"/>. With a
+    /// <paramref name="reactor"/> (a client on the epoll transport) and an IP address, the connect is
+    /// non-blocking and waits on the reactor, so the socket never joins the runtime's socket engine,
+    /// which would otherwise wake for every answer the upstream sends (docs/operations.md, "Tuning").
+    /// </summary>
+    public async ValueTask<ConnectResult> ConnectAsync(DnsEndPoint address, TimeSpan timeout, CancellationToken cancellationToken, EpollReactor? reactor = null)
     {
         var target = TargetOf(address);
         var socket = NewSocket(target);
         socket.NoDelay = true;
+        if (reactor is not null && target is IPEndPoint ip)
+        {
+            return await ConnectOnReactorAsync(socket, ip, reactor, timeout, cancellationToken).ConfigureAwait(false);
+        }
+
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
         try
@@ -60,6 +72,71 @@ public sealed class UpstreamConnector : IDisposable
         }
 
         return new ConnectResult(new UpstreamConnection(socket, _pipeOptions), RelayError.None, null);
+    }
+
+    private async ValueTask<ConnectResult> ConnectOnReactorAsync(Socket socket, IPEndPoint target, EpollReactor reactor, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        SocketReadiness? readiness = null;
+        try
+        {
+            // Registered only once the connect is under way: an unconnected socket polls as hung up.
+            socket.Blocking = false;
+            try
+            {
+                socket.Connect(target);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.AlreadyInProgress)
+            {
+                // Under way: the reactor reports its end as writable (or as an error).
+            }
+
+            readiness = reactor.Register(socket);
+            var wait = readiness.Writable.WaitAsync();
+            if (!wait.IsCompleted)
+            {
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var waiting = wait.AsTask();
+                var first = await Task.WhenAny(waiting, Task.Delay(timeout, cts.Token)).ConfigureAwait(false);
+                if (first != waiting)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    readiness.Dispose();
+                    socket.Dispose();
+                    return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
+                }
+
+                await cts.CancelAsync().ConfigureAwait(false);
+            }
+
+            var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
+            if (error == SocketError.Success && !socket.Connected)
+            {
+                error = SocketError.NotConnected;
+            }
+
+            if (error != SocketError.Success)
+            {
+                readiness.Dispose();
+                socket.Dispose();
+                var kind = error == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
+                return new ConnectResult(null, kind, new SocketException((int)error).Message);
+            }
+
+            return new ConnectResult(new UpstreamConnection(socket, _pipeOptions, readiness), RelayError.None, null);
+        }
+        catch (SocketException ex)
+        {
+            readiness?.Dispose();
+            socket.Dispose();
+            var kind = ex.SocketErrorCode == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
+            return new ConnectResult(null, kind, ex.Message);
+        }
+        catch
+        {
+            readiness?.Dispose();
+            socket.Dispose();
+            throw;
+        }
     }
 
     /// <summary>How long <see cref="AcceptsConnectionsAsync"/> waits for a connect to an endpoint.</summary>
