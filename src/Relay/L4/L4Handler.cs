@@ -59,9 +59,15 @@ public sealed class L4Handler
         {
             var cluster = snapshot.Clusters[route.Cluster];
             var session = new L4Session(_runtime.NextSessionId(), routeName, client, _runtime.TimeProvider);
+            // A plain session's upstream waits on its client's reactor. An echoed one is pumped through
+            // pipes on the runtime's engine (its upstream leg can move), so it stays off the reactor,
+            // which would otherwise wake for its every answer with nobody waiting.
+            var echoPolicy = _echo is { Enabled: true } echoing ? echoing.PolicyFor(route) : null;
+            var reactor = echoPolicy is null ? (client as EpollConnection)?.Reactor : null;
+
             // Not client.ConnectionClosed: it fires on the client's FIN too, and a client that sends
             // its request and half-closes at once must still get its answer. The connect timeout bounds it.
-            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, (client as EpollConnection)?.Reactor, CancellationToken.None).ConfigureAwait(false);
+            var (upstream, endpoint, failure) = await ConnectAsync(session, route, cluster, reactor, CancellationToken.None).ConfigureAwait(false);
             if (upstream is null || endpoint is null)
             {
                 Reject(client, routeName, failure);
@@ -75,7 +81,7 @@ public sealed class L4Handler
             metrics.SessionsTotal.WithLabels(routeName).Inc();
             metrics.SessionsActive.WithLabels(routeName).Inc();
             RelayLog.SessionStarted(_logger, session.Id, routeName, client.RemoteEndPoint, endpoint.Id, upstream.RemoteEndPoint);
-            if (_echo is { Enabled: true } echo && echo.PolicyFor(route) is { } policy)
+            if (_echo is { Enabled: true } echo && echoPolicy is { } policy)
             {
                 // Echoed sessions run their own pumps, which can pause and move the upstream leg.
                 try

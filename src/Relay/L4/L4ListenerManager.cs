@@ -23,6 +23,7 @@ public sealed class L4ListenerManager : IAsyncDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly IConnectionListenerFactory _transport;
+    private readonly SocketTransportFactory _socketTransport;
     private readonly EpollReactorGroup? _reactors;
     private readonly Dictionary<string, RouteListener> _listeners = new(StringComparer.Ordinal);
     private readonly List<Task> _retiring = [];
@@ -43,16 +44,17 @@ public sealed class L4ListenerManager : IAsyncDisposable
             NoDelay = true,
         };
         poolFactory?.TryAttach(options, out _);
+        _socketTransport = new SocketTransportFactory(Options.Create(options), _loggerFactory);
         if (tuning.Epoll && EpollReactor.IsSupported)
         {
             _reactors = new EpollReactorGroup(tuning.EpollReactors > 0 ? tuning.EpollReactors : Environment.ProcessorCount);
             var pool = (poolFactory ?? new BlockMemoryPoolFactory(tuning.BlockBytes, RelayDefaults.MaxCachedBlocks)).Create();
             _transport = new EpollTransportFactory(_reactors, pool, tuning.MaxBufferedBytes, tuning.InlineScheduling);
-            RelayLog.L4Transport(_logger, $"the relay's epoll reactors ({_reactors.Count} thread(s))");
+            RelayLog.L4Transport(_logger, $"the relay's epoll reactors ({_reactors.Count} thread(s)) for plain routes, Kestrel's socket transport for echoed ones");
         }
         else
         {
-            _transport = new SocketTransportFactory(Options.Create(options), _loggerFactory);
+            _transport = _socketTransport;
             RelayLog.L4Transport(_logger, tuning.Epoll ? "Kestrel's socket transport (epoll reactors need Linux on x86-64)" : "Kestrel's socket transport (tuning.epoll is false)");
         }
     }
@@ -176,7 +178,12 @@ public sealed class L4ListenerManager : IAsyncDisposable
             listener.ListenOptions = listen;
             listen.Run(connection => _handler.HandleAsync(connection, listener.Route.Name));
         });
-        var server = new KestrelServer(Options.Create(options), _transport, _loggerFactory);
+        // An echoed route's sessions run through pipes on the runtime's engine (their upstream leg can
+        // move), so their clients stay there too: split over a reactor and the engine, each direction of
+        // a session would wake another thread (docs/operations.md, "Tuning"). A reload that turns echo
+        // on or off keeps the listener and its transport; both kinds of session work on either.
+        var transport = route.Echo is null ? _transport : _socketTransport;
+        var server = new KestrelServer(Options.Create(options), transport, _loggerFactory);
         try
         {
             await server.StartAsync(new NoHttpApplication(), cancellationToken).ConfigureAwait(false);
