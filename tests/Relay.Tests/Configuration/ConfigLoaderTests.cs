@@ -28,6 +28,21 @@ public class ConfigLoaderTests
         Assert.Equal("127.0.0.1", cluster.Endpoints["e"].Address.Host);
         Assert.Equal(9901, config.Admin.Listen!.Port);
         Assert.Equal(65536, config.Tuning.BlockBytes);
+        Assert.True(config.Tuning.Epoll);
+        Assert.Equal(0, config.Tuning.EpollReactors);
+    }
+
+    [Fact]
+    public void EpollTuning_IsRead_AndBadValuesNameTheirKey()
+    {
+        var off = ConfigLoader.Parse(Minimal.Insert(1, """ "tuning": { "epoll": false, "epollReactors": 3 }, """));
+        Assert.True(off.IsValid, string.Join("; ", off.Errors));
+        Assert.False(off.Config!.Tuning.Epoll);
+        Assert.Equal(3, off.Config.Tuning.EpollReactors);
+
+        var bad = ConfigLoader.Parse(Minimal.Insert(1, """ "tuning": { "epoll": "yes", "epollReactors": 99 }, """));
+        Assert.Contains("tuning.epoll: expected true or false, found \"yes\"", bad.Errors);
+        Assert.Contains("tuning.epollReactors: 99 is out of range (0 to 64)", bad.Errors);
     }
 
     [Fact]
