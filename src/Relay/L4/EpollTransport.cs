@@ -155,6 +155,8 @@ internal sealed class EpollReactorGroup : IDisposable
 /// <summary>One accepted client connection of the <see cref="EpollTransportFactory"/>.</summary>
 internal sealed class EpollConnection : ConnectionContext
 {
+    private static long s_ids;
+
     private readonly Socket _socket;
     private readonly SocketReadiness _readiness;
     private readonly Pipe _input;
@@ -205,8 +207,6 @@ internal sealed class EpollConnection : ConnectionContext
         get => _closed.Token;
         set => throw new NotSupportedException("The connection's ConnectionClosed token is its own.");
     }
-
-    private static long s_ids;
 
     public void Start()
     {
