@@ -126,6 +126,9 @@ public sealed class RelayRuntime
 
     private static readonly string[] s_generationNames = ["gen0", "gen1", "gen2", "loh", "poh"];
 
+    /// <summary>How many sockets the L4 epoll reactors hold now; set by the host that owns them.</summary>
+    internal Func<int>? ReactorSockets { get; set; }
+
     private void UpdateGauges()
     {
         var gc = GC.GetGCMemoryInfo();
@@ -139,6 +142,7 @@ public sealed class RelayRuntime
         }
 
         Metrics.GcPause.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
+        Metrics.ReactorSockets.Set(ReactorSockets?.Invoke() ?? 0);
         Metrics.GcAllocated.IncTo(GC.GetTotalAllocatedBytes(precise: true));
         var now = TimeProvider.GetTimestamp();
         foreach (var cluster in Snapshot.Clusters.Values)

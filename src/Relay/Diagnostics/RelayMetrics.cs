@@ -31,6 +31,7 @@ public sealed class RelayMetrics
         });
         EndpointHealthy = factory.CreateGauge("relay_endpoint_healthy", "1 when the endpoint takes new sessions, 0 otherwise.", "cluster", "endpoint");
         EndpointSessions = factory.CreateGauge("relay_endpoint_sessions_active", "Sessions open now per endpoint.", "cluster", "endpoint");
+        ReactorSockets = factory.CreateGauge("relay_l4_reactor_sockets", "Sockets registered with the L4 epoll reactors now (a plain session has two; 0 with Kestrel's socket transport).");
         HealthTransitions = factory.CreateCounter("relay_endpoint_health_transitions_total", "Endpoint health changes.", "cluster", "endpoint", "to");
         ConfigReloads = factory.CreateCounter("relay_config_reloads_total", "Configuration reloads, by result.", "result");
         GcMemory = factory.CreateGauge("relay_gc_memory_bytes", "Managed heap after the last GC: heap, fragmented, committed, and per generation (gen0-2, loh, poh).", "kind");
@@ -77,6 +78,8 @@ public sealed class RelayMetrics
     public Gauge EndpointHealthy { get; }
 
     public Gauge EndpointSessions { get; }
+
+    public Gauge ReactorSockets { get; }
 
     public Counter HealthTransitions { get; }
 

@@ -62,6 +62,10 @@ public sealed class RelayApp : IAsyncDisposable
         _echo = new EchoManager(_runtime, _connector, loggerFactory);
         _handler = new L4Handler(_runtime, _connector, loggerFactory.CreateLogger<L4Handler>(), _echo);
         _listeners = new L4ListenerManager(_handler, config.Tuning, poolFactory, web.Services, loggerFactory);
+        if (_listeners.Reactors is { } reactors)
+        {
+            _runtime.ReactorSockets = () => reactors.Registered;
+        }
         _prober = new ActiveHealthProber(_runtime, loggerFactory.CreateLogger<ActiveHealthProber>());
         _prediction = new PredictionService(_runtime, new EchoSignals(_echo, _runtime), loggerFactory.CreateLogger<PredictionService>());
         _prober.ProbeCompleted = _prediction.OnProbe;

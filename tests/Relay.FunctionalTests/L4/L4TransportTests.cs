@@ -37,11 +37,13 @@ public class L4TransportTests
         var session = Assert.Single(relay.App.Runtime.Sessions.Values);
         Assert.IsType<EpollConnection>(session.Client);
         Assert.Equal(2, reactors.Registered); // the client's socket and the upstream's
+        Assert.Contains("relay_l4_reactor_sockets 2", relay.Metrics());
 
         client.Shutdown(SocketShutdown.Both);
         client.Close();
         await relay.Log.WaitForAsync("SessionEnded", TimeSpan.FromSeconds(10));
         await WaitUntilAsync(() => reactors.Registered == 0, "the session's sockets are still registered");
+        Assert.Contains("relay_l4_reactor_sockets 0", relay.Metrics());
     }
 
     [Fact]
