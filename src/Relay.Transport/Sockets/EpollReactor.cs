@@ -401,7 +401,7 @@ public sealed class ReadinessSignal : IValueTaskSource
     }
 
     /// <summary>Forgets an edge that came before a call about to be made anyway (saves a spurious wake-up).</summary>
-    public void Consume() => Interlocked.CompareExchange(ref _state, Idle, Ready);
+    internal void Consume() => Interlocked.CompareExchange(ref _state, Idle, Ready);
 
     internal void MarkHangUp() => _hangUp = true;
 

@@ -96,11 +96,12 @@ public sealed class EpollReactorTests : IDisposable
             peer.ReceiveBufferSize = 16 * 1024;
 
             // Fill until the kernel refuses, let the last acks settle, and fill again: the peer's
-            // window is shut now, so no room can appear until it reads.
+            // window is shut now, so no room can appear until it reads. Edges from before are spent
+            // ahead of that last fill, never after it: an edge after its refusal is a real one.
             FillUntilFull(local);
             await Task.Delay(100, TestContext.Current.CancellationToken);
-            FillUntilFull(local);
             readiness.Writable.Consume();
+            FillUntilFull(local);
             var wait = readiness.Writable.WaitAsync().AsTask();
             await Task.Delay(100, TestContext.Current.CancellationToken);
             Assert.False(wait.IsCompleted, "a write wait completed while the buffer was full");
