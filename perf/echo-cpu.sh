@@ -41,21 +41,8 @@ done
 [[ -x "$relay_bin" ]] || die "no relay at $relay_bin (./run-relay.sh publish)"
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || die "needs redis-server and redis-benchmark (apt install redis-server redis-tools)"
 
-work="$(mktemp -d)"; pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_listen() { # PORT PID
-    for _ in $(seq 1 200); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1"
-        sleep 0.05
-    done
-    die "nothing listens on $1 after 10 s"
-}
+# shellcheck source=perf/procs.sh
+source "$here/procs.sh"
 
 head -c 32 /dev/urandom | base64 >"$work/echo.psk"
 head -c 24 /dev/urandom | base64 >"$work/admin.token"; token=$(cat "$work/admin.token")

@@ -49,21 +49,8 @@ for tool in redis-server redis-benchmark haproxy; do command -v "$tool" >/dev/nu
 source "$here/pin.sh"
 check_pinning l4-cpu.sh
 
-work="$(mktemp -d)"; pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_listen() { # PORT PID
-    for _ in $(seq 1 200); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1 (logs in $work)"
-        sleep 0.05
-    done
-    die "nothing listens on $1 after 10 s"
-}
+# shellcheck source=perf/procs.sh
+source "$here/procs.sh"
 
 p_redis=$port_base
 $(on_cpu $load_cpu) redis-server --port "$p_redis" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 & pids+=($!)

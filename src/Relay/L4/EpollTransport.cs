@@ -20,16 +20,12 @@ namespace Relay.L4;
 internal sealed class EpollTransportFactory : IConnectionListenerFactory
 {
     private readonly EpollReactorGroup _reactors;
-    private readonly PipeOptions _inputOptions;
-    private readonly PipeOptions _outputOptions;
+    private readonly PipeOptions _pipeOptions;
 
     public EpollTransportFactory(EpollReactorGroup reactors, MemoryPool<byte> pool, int maxBufferedBytes, bool inline)
     {
         _reactors = reactors;
-        var scheduler = inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
-        var blockBytes = pool.MaxBufferSize > 0 ? pool.MaxBufferSize : 4096;
-        _inputOptions = new PipeOptions(pool, scheduler, PipeScheduler.Inline, maxBufferedBytes, maxBufferedBytes / 2, blockBytes, useSynchronizationContext: false);
-        _outputOptions = new PipeOptions(pool, PipeScheduler.Inline, scheduler, maxBufferedBytes, maxBufferedBytes / 2, blockBytes, useSynchronizationContext: false);
+        _pipeOptions = UpstreamConnection.CreatePipeOptions(pool, maxBufferedBytes, inline);
     }
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
@@ -94,7 +90,7 @@ internal sealed class EpollTransportFactory : IConnectionListenerFactory
                 try
                 {
                     accepted.NoDelay = true;
-                    var connection = new EpollConnection(accepted, factory._reactors.Next(), factory._inputOptions, factory._outputOptions);
+                    var connection = new EpollConnection(accepted, factory._reactors.Next(), factory._pipeOptions);
                     connection.Start();
                     return connection;
                 }
@@ -171,14 +167,14 @@ internal sealed class EpollConnection : ConnectionContext
     private volatile ConnectionAbortedException? _shutdownReason;
     private bool _socketClosed;
 
-    public EpollConnection(Socket socket, EpollReactor reactor, PipeOptions inputOptions, PipeOptions outputOptions)
+    public EpollConnection(Socket socket, EpollReactor reactor, PipeOptions pipeOptions)
     {
         _socket = socket;
         Reactor = reactor;
         RemoteEndPoint = socket.RemoteEndPoint;
         LocalEndPoint = socket.LocalEndPoint;
-        _input = new Pipe(inputOptions);
-        _output = new Pipe(outputOptions);
+        _input = new Pipe(pipeOptions);
+        _output = new Pipe(pipeOptions);
         Transport = new DuplexPipe(_input.Reader, _output.Writer);
         _readiness = reactor.Register(socket);
     }

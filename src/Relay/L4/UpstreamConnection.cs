@@ -32,6 +32,7 @@ internal sealed class UpstreamConnection : ConnectionContext
     private readonly PipeOptions _pipeOptions;
     private readonly object _sync = new();
     private readonly nint _handle;
+    private readonly SocketReadiness? _readiness;
     private Pipe? _input;
     private Pipe? _output;
     private IDuplexPipe? _transport;
@@ -45,7 +46,6 @@ internal sealed class UpstreamConnection : ConnectionContext
     private int _disposed;
     private EndPoint? _localEndPoint;
     private string? _connectionId;
-    private readonly SocketReadiness? _readiness;
 
     /// <param name="socket">The connected socket.</param>
     /// <param name="pipeOptions">Options for both pipes; one instance is shared by every leg of a connector.</param>

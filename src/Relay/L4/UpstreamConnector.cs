@@ -57,13 +57,12 @@ public sealed class UpstreamConnector : IDisposable
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             socket.Dispose();
-            return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
+            return TimedOut(timeout);
         }
         catch (SocketException ex)
         {
             socket.Dispose();
-            var error = ex.SocketErrorCode == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
-            return new ConnectResult(null, error, ex.Message);
+            return Failed(ex.SocketErrorCode, ex.Message);
         }
         catch
         {
@@ -77,6 +76,7 @@ public sealed class UpstreamConnector : IDisposable
     private async ValueTask<ConnectResult> ConnectOnReactorAsync(Socket socket, IPEndPoint target, EpollReactor reactor, TimeSpan timeout, CancellationToken cancellationToken)
     {
         SocketReadiness? readiness = null;
+        var connected = false;
         try
         {
             // Registered only once the connect is under way: an unconnected socket polls as hung up.
@@ -96,13 +96,10 @@ public sealed class UpstreamConnector : IDisposable
             {
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 var waiting = wait.AsTask();
-                var first = await Task.WhenAny(waiting, Task.Delay(timeout, cts.Token)).ConfigureAwait(false);
-                if (first != waiting)
+                if (await Task.WhenAny(waiting, Task.Delay(timeout, cts.Token)).ConfigureAwait(false) != waiting)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    readiness.Dispose();
-                    socket.Dispose();
-                    return new ConnectResult(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
+                    return TimedOut(timeout);
                 }
 
                 await cts.CancelAsync().ConfigureAwait(false);
@@ -116,28 +113,32 @@ public sealed class UpstreamConnector : IDisposable
 
             if (error != SocketError.Success)
             {
-                readiness.Dispose();
-                socket.Dispose();
-                var kind = error == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
-                return new ConnectResult(null, kind, new SocketException((int)error).Message);
+                return Failed(error, new SocketException((int)error).Message);
             }
 
+            connected = true;
             return new ConnectResult(new UpstreamConnection(socket, _pipeOptions, readiness), RelayError.None, null);
         }
         catch (SocketException ex)
         {
-            readiness?.Dispose();
-            socket.Dispose();
-            var kind = ex.SocketErrorCode == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed;
-            return new ConnectResult(null, kind, ex.Message);
+            return Failed(ex.SocketErrorCode, ex.Message);
         }
-        catch
+        finally
         {
-            readiness?.Dispose();
-            socket.Dispose();
-            throw;
+            if (!connected)
+            {
+                // Unregistered before the close, so the descriptor cannot be reused while registered.
+                readiness?.Dispose();
+                socket.Dispose();
+            }
         }
     }
+
+    private static ConnectResult Failed(SocketError error, string detail) =>
+        new(null, error == SocketError.ConnectionRefused ? RelayError.UpstreamConnectRefused : RelayError.UpstreamConnectFailed, detail);
+
+    private static ConnectResult TimedOut(TimeSpan timeout) =>
+        new(null, RelayError.UpstreamConnectTimeout, $"no answer within {DurationParser.Format(timeout)}");
 
     /// <summary>How long <see cref="AcceptsConnectionsAsync"/> waits for a connect to an endpoint.</summary>
     internal static readonly TimeSpan ProbeConnectTimeout = TimeSpan.FromMilliseconds(300);
